@@ -1,0 +1,1 @@
+"""Typer commands over the Python API."""

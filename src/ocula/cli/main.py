@@ -1,0 +1,112 @@
+"""The ``ocula`` command: parse arguments, call the Python API, print with rich.
+
+Every OculaError becomes one line on stderr and its exit code (2 for bad input); nothing
+here does work the API does not expose.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from ocula.cli import data_cmd, runs_cmd
+from ocula.errors import OculaError
+
+app = typer.Typer(
+    name="ocula",
+    help="Image classification by transfer learning, offline: audit data, train, predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(runs_cmd.app, name="runs")
+err = Console(stderr=True, highlight=False)
+
+Opt = typer.Option
+
+
+@app.command()
+def train(
+    data: Annotated[Optional[str], typer.Argument(help="Images: class folders, train/val folders, a .lst, CSV/JSONL manifest, or a manifest folder with classes.csv.")] = None,
+    val: Annotated[Optional[str], Opt(help="Validation data (any layout); default: a stratified split of DATA.")] = None,
+    model: Annotated[Optional[str], Opt(help="Architecture by timm name, or small_cnn. Default tf_efficientnet_lite0.")] = None,
+    pretrained: Annotated[Optional[str], Opt(help="default (offline ImageNet weights), none, hub (online), a .pt state_dict, or a previous run directory.")] = None,
+    mode: Annotated[Optional[str], Opt(help="head (frozen backbone), finetune (head, then all layers), last-N, or full. Default finetune.")] = None,
+    augment: Annotated[Optional[str], Opt(help="none, crop, crop_color, crop_color_transform, randaugment, trivialaugment, phone. Default crop.")] = None,
+    epochs: Annotated[Optional[int], Opt(help="Epochs (for finetune: epochs through the backbone after the head phase).")] = None,
+    head_epochs: Annotated[Optional[int], Opt(help="finetune: epochs of the head on cached features before unfreezing. Default 5.")] = None,
+    budget: Annotated[Optional[str], Opt(help="Wall-time budget for the whole run, e.g. 10m; epochs are chosen to fit.")] = None,
+    image_size: Annotated[Optional[int], Opt(help="Input size in pixels; default the model's (224, or 32 for small_cnn).")] = None,
+    batch_size: Annotated[Optional[int], Opt(help="Images per step. Default 32.")] = None,
+    lr: Annotated[Optional[float], Opt(help="Peak learning rate; default a proven rate per mode.")] = None,
+    seed: Annotated[Optional[int], Opt(help="Seed for splits, augmentation and initialisation. Default 0.")] = None,
+    out: Annotated[Optional[str], Opt(help="Write the run directory exactly here (default runs/<run-id>).")] = None,
+    resume: Annotated[Optional[str], Opt(help="Continue an interrupted run directory from its last checkpoint.")] = None,
+    label_level: Annotated[Optional[str], Opt(help="fine or coarse labels for manifests with classes.csv.")] = None,
+    val_fraction: Annotated[Optional[float], Opt(help="Validation share when no validation set is given. Default 0.2.")] = None,
+    mix: Annotated[Optional[str], Opt(help="none, mixup or cutmix (backbone modes).")] = None,
+    random_erasing: Annotated[Optional[float], Opt(help="Probability of random erasing per image (backbone modes).")] = None,
+    label_smoothing: Annotated[Optional[float], Opt(help="Label smoothing. Default 0.1.")] = None,
+    weight_decay: Annotated[Optional[float], Opt(help="AdamW weight decay. Default 0.01.")] = None,
+    patience: Annotated[Optional[int], Opt(help="Early stopping: epochs without a better validation accuracy. Default 5.")] = None,
+    imbalance: Annotated[Optional[str], Opt(help="auto, weights, sampler or none. auto weights the loss when classes are imbalanced.")] = None,
+    top_k: Annotated[Optional[int], Opt(help="k of the top-k accuracy. Default 5.")] = None,
+    runs_root: Annotated[Optional[str], Opt(help="Folder of runs and of the run index. Default runs.")] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the run directory.")] = False,
+) -> None:
+    """Train a classifier by transfer learning; the last line printed is the run directory."""
+    options = {k: v for k, v in locals().items() if v is not None and k not in ("data", "resume", "quiet")}
+    from ocula.train import train as run_training
+
+    run = run_training(data, resume=resume, quiet=quiet, **options)
+    print(run.path)
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Argument(help="A run directory.")],
+    images: Annotated[list[str], typer.Argument(help="Image files.")],
+    top_k: Annotated[int, Opt(help="How many labels per image.")] = 5,
+) -> None:
+    """Print the top-k labels with probabilities for each image."""
+    from ocula.train import Run
+
+    for image, ranked in zip(images, Run(run).predict(images, top_k=top_k)):
+        print(image)
+        for label, prob in ranked:
+            print(f"  {prob:7.4f}  {label}")
+
+
+@app.command()
+def demo(
+    budget: Annotated[str, Opt(help="Time budget for the demo run.")] = "3m",
+    runs_root: Annotated[str, Opt(help="Folder of runs.")] = "runs",
+) -> None:
+    """Train on scikit-learn's handwritten digits (shipped with scikit-learn) with the defaults."""
+    from ocula.cli.demo import run_demo
+
+    run = run_demo(budget=budget, runs_root=runs_root)
+    best = run.best
+    print(f"validation accuracy: {best.get('validation:accuracy', 0):.4f} (epoch {best.get('epoch')})")
+    print(run.path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: typer reports usage errors itself (exit 2); ocula's own errors are one line."""
+    try:
+        app(args=argv)
+    except OculaError as error:
+        err.print(f"error: {error}", style="red", markup=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted", style="red")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

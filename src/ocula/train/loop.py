@@ -1,0 +1,116 @@
+"""Epochs that run images through the backbone: fine-tuning, last-N and full training."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ocula.models.freeze import set_train_mode
+from ocula.train.batches import predict, scores
+from ocula.train.log import RunLog
+from ocula.train.schedule import set_lr
+
+Mixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Batch = Callable[[torch.Tensor], torch.Tensor]
+
+
+def train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    normalize: Batch,
+    mixer: Mixer | None = None,
+    erase: Batch | None = None,
+) -> tuple[float, int]:
+    """One optimiser step on a uint8 batch; returns (summed loss, correct predictions)."""
+    x = normalize(x.contiguous(memory_format=torch.channels_last))
+    if erase is not None:
+        x = erase(x)
+    target = y
+    if mixer is not None:
+        x, target = mixer(x, y)
+    logits = model(x)
+    loss = criterion(logits, target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item() * len(y), int((logits.argmax(1) == y).sum())
+
+
+def backbone_epochs(
+    model: nn.Module,
+    train_batches: DataLoader,
+    val_batches: DataLoader,
+    *,
+    normalize: Batch,
+    epochs: int,
+    start_epoch: int,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    total_steps: int,
+    criterion: nn.Module,
+    top_k: int,
+    log: RunLog,
+    mixer: Mixer | None = None,
+    erase: Batch | None = None,
+) -> Iterator[tuple[int, dict[str, float], int]]:
+    """Yield (epoch, record, step) after each epoch; the caller saves, logs and stops."""
+    n = len(train_batches.dataset)
+    for epoch in range(start_epoch, epochs):
+        set_train_mode(model, freeze_bn=True)
+        loss_sum, correct, seen, began = 0.0, 0, 0, time.perf_counter()
+        with log.progress(f"epoch {epoch + 1}/{epochs}", n) as advance:
+            for x, y in train_batches:
+                set_lr(optimizer, step, total_steps)
+                loss, right = train_step(
+                    model, x, y, optimizer=optimizer, criterion=criterion, normalize=normalize,
+                    mixer=mixer, erase=erase,
+                )
+                step += 1
+                loss_sum, correct, seen = loss_sum + loss, correct + right, seen + len(y)
+                advance(len(y))
+        train_seconds = time.perf_counter() - began
+        model.eval()
+        labels, logits = predict(model, val_batches, normalize)
+        record = {"train:loss": loss_sum / seen, "train:accuracy": correct / seen}
+        record.update(scores("validation", labels, logits, top_k))
+        record["train_images_per_second"] = seen / train_seconds
+        yield epoch + 1, record, step
+
+
+def measure_step_seconds(
+    model: nn.Module,
+    train_batches: DataLoader,
+    *,
+    normalize: Batch,
+    criterion: nn.Module,
+    batches: int = 3,
+) -> float:
+    """Seconds per training image, timed on a few forward+backward passes that change nothing.
+
+    Used to turn a time budget into a number of epochs before the schedule is fixed.
+    """
+    set_train_mode(model, freeze_bn=True)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    times, batches_iter = [], iter(train_batches)
+    for i in range(batches + 1):
+        began = time.perf_counter()
+        try:
+            x, y = next(batches_iter)  # loading and augmenting count too
+        except StopIteration:
+            break
+        x = normalize(x.contiguous(memory_format=torch.channels_last))
+        loss = criterion(model(x), y)
+        loss.backward()
+        if i > 0:  # the first pass pays one-off allocation costs
+            times.append((time.perf_counter() - began) / len(y))
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)
+    return sum(times) / len(times) if times else 0.0

@@ -1,0 +1,53 @@
+"""``Run``: what ``ocula.train`` returns, and what every later stage opens from a run directory."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from ocula.config import TrainConfig
+from ocula.models import ModelCard
+from ocula.models.predictor import Predictor
+from ocula.storage import RunDir, read_json, read_yaml
+
+
+class Run:
+    """A finished (or interrupted) run directory, read lazily."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.dir = RunDir.open(path, need=("config",))
+        self.path: Path = self.dir.path
+
+    def __repr__(self) -> str:
+        acc = self.best.get("validation:accuracy")
+        return f"Run({str(self.path)!r}, validation:accuracy={acc})"
+
+    @property
+    def id(self) -> str:
+        return self.dir.id
+
+    @cached_property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(read_yaml(self.dir.config))
+
+    @cached_property
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.dir.metrics) if self.dir.metrics.exists() else {}
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.metrics.get("best", {})
+
+    @cached_property
+    def card(self) -> ModelCard:
+        return ModelCard.from_json(self.dir.card)
+
+    @cached_property
+    def predictor(self) -> Predictor:
+        return Predictor.from_run(self.path)
+
+    def predict(self, images: list[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (label, probability) pairs for each image path."""
+        return self.predictor.top_k(images, top_k)

@@ -1,0 +1,33 @@
+import pytest
+
+from ocula.config import TrainConfig, parse_duration
+from ocula.errors import ConfigError
+
+
+def test_every_default_is_written_out():
+    values = TrainConfig(data="photos").to_dict()
+    assert values["mode"] == "finetune" and values["model"] == "tf_efficientnet_lite0"
+    assert TrainConfig.from_dict(values) == TrainConfig(data="photos")
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        TrainConfig.from_dict({"data": "x", "epocs": 3})
+
+
+@pytest.mark.parametrize("field, value", [("val_fraction", 1.5), ("epochs", 0), ("lr", -1.0),
+                                          ("imbalance", "sometimes"), ("mix", "mixupp")])
+def test_bad_values_are_refused_with_their_name(field, value):
+    with pytest.raises(ConfigError, match=field if field not in ("imbalance", "mix") else "unknown"):
+        TrainConfig(data="x", **{field: value})
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), (30, 30)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["ten minutes", "-5m", "0"])
+def test_bad_durations(text):
+    with pytest.raises(ConfigError):
+        parse_duration(text)
