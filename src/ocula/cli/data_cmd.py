@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +14,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 app = typer.Typer(help="Audit data and preview augmentation.", no_args_is_help=True)
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 
@@ -39,7 +41,8 @@ def check(
         table.add_column(column, overflow="fold")
     order = {"error": 0, "warning": 1, "info": 2}
     for f in sorted(report.findings, key=lambda f: (order.get(f.level, 3), f.code, f.path or "")):
-        table.add_row(f.level, f.code, f.split or "", f.path or "", f.message, style=LEVEL_STYLE.get(f.level))
+        table.add_row(f.level, f.code, f.split or "", _short(f.path, source.root), f.message,
+                      style=LEVEL_STYLE.get(f.level))
     console.print(table)
     for split, counts in report.counts.items():
         console.print(f"{split}: {sum(counts.values())} usable images in {len(counts)} classes")
@@ -48,6 +51,13 @@ def check(
                   f"{len(report.unusable)} unusable file(s) will be skipped by training; report: {out}")
     if strict and levels["error"]:
         raise typer.Exit(1)
+
+
+def _short(path: str | None, root: str) -> str:
+    """Paths relative to the data root: the table stays readable."""
+    if not path:
+        return ""
+    return os.path.relpath(path, root) if "://" not in path and path.startswith(root) else path
 
 
 @app.command()

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv)
     except OculaError as error:
-        err.print(f"error: {error}", style="red", markup=False)
+        err.print(f"error: {error}", style="red", markup=False, soft_wrap=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted", style="red")

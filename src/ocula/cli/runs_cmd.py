@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,8 @@ from rich.table import Table
 from ocula.errors import UsageError
 
 app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
-console = Console(highlight=False)
+# Piped output (scripts, CI logs) gets a wide table instead of an 80-column one.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 RootOpt = typer.Option(help="Folder of runs holding the index (index.sqlite).")
 
 
@@ -24,8 +26,8 @@ def list_runs(root: Annotated[str, RootOpt] = "runs", limit: int = 50) -> None:
     from ocula.storage import RunIndex
 
     table = Table()
-    for column in ("id", "created", "status", "model", "mode", "augment", "classes", "epochs",
-                   "val acc", "wall s", "path"):
+    table.add_column("id", no_wrap=True)
+    for column in ("created", "status", "model", "mode", "augment", "classes", "epochs", "val acc", "wall s"):
         table.add_column(column, overflow="fold")
     for row in RunIndex(root).list(limit):
         acc = row["val_accuracy"]
@@ -33,7 +35,7 @@ def list_runs(root: Annotated[str, RootOpt] = "runs", limit: int = 50) -> None:
             row["id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"])), row["status"],
             row["model"] or "", row["mode"] or "", row["augment"] or "", str(row["classes"] or ""),
             str(row["epochs"] or ""), f"{acc:.4f}" if acc is not None else "",
-            f"{row['wall_seconds']:.0f}" if row["wall_seconds"] else "", row["path"],
+            f"{row['wall_seconds']:.0f}" if row["wall_seconds"] else "",
         )
     console.print(table)
 

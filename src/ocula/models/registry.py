@@ -164,15 +164,26 @@ def _build(name: str, num_classes: int, drop_rate: float, image_size: int, *, hu
     if cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != image_size:
         kwargs["img_size"] = image_size  # ViT-like models bake the size into position embeddings
     if not hub:
-        return timm.create_model(name, pretrained=False, **kwargs)
+        return _small_classifier(timm.create_model(name, pretrained=False, **kwargs))
     try:
-        return timm.create_model(name, pretrained=True, **kwargs)
+        return _small_classifier(timm.create_model(name, pretrained=True, **kwargs))
     except Exception as exc:  # network, hub and cache errors come in many types
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(
             f"could not get timm's pretrained weights for {name!r}: {first_line}",
             hint="--pretrained hub needs network access; use default, none, or a local checkpoint",
         ) from None
+
+
+def _small_classifier(model: nn.Module) -> nn.Module:
+    """Start the new head near zero. timm's EfficientNet init draws it from U(+-1/sqrt(classes)),
+    which for a handful of classes gives logits of several units on pretrained features and a
+    first epoch spent undoing them."""
+    head = model.get_classifier()  # type: ignore[operator]
+    if isinstance(head, nn.Linear):
+        nn.init.normal_(head.weight, std=0.01)
+        nn.init.zeros_(head.bias)
+    return model
 
 
 def load_offline_weights(model: nn.Module, name: str) -> LoadReport:

@@ -41,6 +41,22 @@ def extract(
     return torch.cat(out)
 
 
+class HeadDraws:
+    """Each epoch's random choices: which view of every image, and the order (or, with
+    ``sample_weights``, a class-balanced draw with replacement)."""
+
+    def __init__(self, n: int, views: int, sample_weights: torch.Tensor | None, generator: torch.Generator):
+        self.n, self.views, self.weights, self.generator = n, views, sample_weights, generator
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        which = torch.randint(self.views, (self.n,), generator=self.generator)
+        if self.weights is None:
+            order = torch.randperm(self.n, generator=self.generator)
+        else:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=self.generator)
+        return which, order
+
+
 def head_epochs(
     classifier: nn.Module,
     views: torch.Tensor,
@@ -57,7 +73,7 @@ def head_epochs(
     drop_rate: float,
     batch_size: int,
     top_k: int,
-    generator: torch.Generator,
+    draws: HeadDraws,
 ):
     """Yield (epoch, record, step) after each epoch; the caller decides about stopping and saving.
 
@@ -66,8 +82,7 @@ def head_epochs(
     n = labels.shape[0]
     for epoch in range(start_epoch, epochs):
         classifier.train()
-        which = torch.randint(views.shape[0], (n,), generator=generator)
-        order = torch.randperm(n, generator=generator)
+        which, order = draws()
         loss_sum, correct = 0.0, 0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]

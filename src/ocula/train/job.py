@@ -11,11 +11,14 @@ import math
 import os
 import time
 from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import WeightedRandomSampler
 from torchvision.transforms import v2
 
 from ocula.config import TrainConfig, parse_duration
@@ -23,10 +26,10 @@ from ocula.data import DataSource, audit, load_source, stratified_split
 from ocula.data.augment import get_policy, mix_batch, random_erasing
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
 from ocula.errors import DataError, Interrupted, UsageError
-from ocula.models import ModelCard, configure, create_model, features_and_head, parse_mode
+from ocula.models import ModelCard, Preprocessing, configure, create_model, features_and_head, parse_mode
 from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, write_json, write_yaml
 from ocula.train.batches import CachedImages, Split, cpu_budget, loader
-from ocula.train.features import extract, head_epochs
+from ocula.train.features import HeadDraws, extract, head_epochs
 from ocula.train.log import RunLog
 from ocula.train.loop import backbone_epochs, measure_step_seconds
 from ocula.train.run import Run
@@ -106,19 +109,23 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
                      progress=lambda done, total: advance(1))
 
     counts = np.bincount(train_split.labels, minlength=len(classes))
-    class_weights, imbalance_note = _imbalance(cfg, counts, classes)
+    balance, class_weights, imbalance_note = _imbalance(cfg, counts)
     log.line(imbalance_note)
-    criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
-    policy, clean = get_policy(cfg.augment, size), v2.CenterCrop(size)  # the cache already resized
-    val_batches = loader(CachedImages(cache, val_split, clean), FEATURE_BATCH, workers=workers)
-    deadline = began + cfg.budget_seconds if cfg.budget_seconds else None
     history = History(patience=cfg.patience, min_epochs=cfg.min_epochs)
-    state: dict[str, Any] = {"best_model": None, "phase": None, "phase_epoch": 0, "step": 0}
+    job = Job(
+        cfg=cfg, model=model, pre=pre, cache=cache, train=train_split, val=val_split, log=log,
+        workers=workers, policy=get_policy(cfg.augment, size), clean=v2.CenterCrop(size),
+        criterion=nn.CrossEntropyLoss(weight=class_weights if balance == "weights" else None,
+                                      label_smoothing=cfg.label_smoothing),
+        sample_weights=class_weights[train_split.labels] if balance == "sampler" else None,
+        deadline=began + cfg.budget_seconds if cfg.budget_seconds else None,
+        checkpoint=checkpoint,
+    )
+    state: dict[str, Any] = {"best_model": None, "phase": None}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         history.epochs, history.best = checkpoint["history"]["epochs"], checkpoint["history"]["best"]
-        state.update(best_model=checkpoint["best_model"], phase=checkpoint["phase"],
-                     phase_epoch=checkpoint["phase_epoch"], step=checkpoint["step"])
+        state.update(best_model=checkpoint["best_model"], phase=checkpoint["phase"])
         torch.set_rng_state(checkpoint["rng"])
 
     def end_epoch(phase: str, phase_epoch: int, record: dict[str, Any], optimizer: torch.optim.Optimizer,
@@ -137,19 +144,15 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         os.replace(partial, run.checkpoint)  # a Ctrl-C during the save never leaves a broken checkpoint
         return phase != "head" and history.should_stop()
 
+    job.end_epoch = end_epoch
     train_began = time.perf_counter()
     images_seen = 0
     try:
         if kind in ("head", "finetune") and state["phase"] in (None, "head"):
-            images_seen += _head_phase(
-                cfg, kind, model, pre, cache, train_split, val_split, criterion, policy, clean, workers,
-                log, deadline, checkpoint if state["phase"] == "head" else None, end_epoch,
-            )
+            images_seen += _head_phase(job, kind, resume_from=checkpoint if state["phase"] == "head" else None)
         if kind != "head":
-            images_seen += _backbone_phase(
-                cfg, kind, last_n, model, pre, cache, train_split, val_batches, criterion, policy, workers,
-                log, deadline, checkpoint if state["phase"] == "backbone" else None, end_epoch, len(classes),
-            )
+            images_seen += _backbone_phase(job, kind, last_n, len(classes),
+                                           resume_from=checkpoint if state["phase"] == "backbone" else None)
     except KeyboardInterrupt:
         index.record(run.id, status="interrupted")
         log.line(f"interrupted after epoch {len(history.epochs)}; continue with: ocula train --resume {run.path}")
@@ -238,18 +241,16 @@ def _split(rows: list[list[Any]]) -> Split:
                  labels=np.array([r[1] for r in rows], dtype=np.int64))
 
 
-def _imbalance(cfg: TrainConfig, counts: np.ndarray, classes: list[str]) -> tuple[torch.Tensor | None, str]:
+def _imbalance(cfg: TrainConfig, counts: np.ndarray) -> tuple[str, torch.Tensor, str]:
+    """(handling, per-class weights, the sentence the run prints about it)."""
     ratio = counts.max() / max(counts.min(), 1)
     choice = cfg.imbalance
     if choice == "auto":
         choice = "weights" if ratio > cfg.imbalance_threshold else "none"
-    if choice in ("weights", "sampler"):
-        # Balanced sampling and weighted loss are equivalent in expectation; the loss weights keep
-        # every image in every epoch, which matters with few images.
-        weights = counts.sum() / (len(classes) * np.maximum(counts, 1))
-        return (torch.tensor(weights, dtype=torch.float32),
-                f"class imbalance {ratio:.1f}:1 (largest/smallest class): class-weighted loss on")
-    return None, f"class imbalance {ratio:.1f}:1 (largest/smallest class): no reweighting"
+    weights = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    said = {"weights": "class-weighted loss", "sampler": "class-balanced sampling", "none": "no reweighting"}
+    why = f" (auto: above {cfg.imbalance_threshold:g}:1)" if cfg.imbalance == "auto" and choice != "none" else ""
+    return choice, weights, f"class imbalance {ratio:.1f}:1 (largest/smallest class): {said[choice]}{why}"
 
 
 def _optimizer(groups: list[dict[str, Any]], weight_decay: float) -> torch.optim.Optimizer:
@@ -258,61 +259,89 @@ def _optimizer(groups: list[dict[str, Any]], weight_decay: float) -> torch.optim
     return torch.optim.AdamW(groups, weight_decay=weight_decay)
 
 
-def _head_phase(cfg, kind, model, pre, cache, train_split, val_split, criterion, policy, clean, workers, log,
-                deadline, checkpoint, end_epoch) -> int:
+@dataclass
+class Job:
+    """What both training phases share."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    pre: Preprocessing
+    cache: DecodeCache
+    train: Split
+    val: Split
+    log: RunLog
+    workers: int
+    policy: Callable[[torch.Tensor], torch.Tensor]
+    clean: Callable[[torch.Tensor], torch.Tensor]
+    criterion: nn.Module
+    sample_weights: torch.Tensor | None
+    deadline: float | None
+    checkpoint: dict[str, Any] | None
+    end_epoch: Callable[..., bool] = lambda *args: False
+
+    def images(self, split: Split, augmented: bool) -> CachedImages:
+        return CachedImages(self.cache, split, self.policy if augmented else self.clean)
+
+    def remaining(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - time.perf_counter()
+
+
+def _head_phase(job: Job, kind: str, resume_from: dict[str, Any] | None) -> int:
     """Feature extraction once per view, then classifier epochs on the cached features."""
+    cfg, log = job.cfg, job.log
     epochs = (cfg.epochs or DEFAULT_EPOCHS["head"]) if kind == "head" else cfg.head_epochs
     if epochs == 0:
         return 0
-    features, classifier = features_and_head(model)
-    model.eval()
+    features, classifier = features_and_head(job.model)
+    job.model.eval()
     began = time.perf_counter()
-    common = {"batch_size": FEATURE_BATCH, "workers": workers, "log": log}
-    train_clean = extract(features, CachedImages(cache, train_split, clean), pre.normalize,
-                          description="features (clean view)", **common)
-    val_features = extract(features, CachedImages(cache, val_split, clean), pre.normalize,
-                           description="features (validation)", **common)
-    per_image = (time.perf_counter() - began) / (len(train_split) + len(val_split))
+
+    def extract_all(split: Split, augmented: bool, description: str) -> torch.Tensor:
+        return extract(features, job.images(split, augmented), job.pre.normalize, batch_size=FEATURE_BATCH,
+                       workers=job.workers, log=log, description=description)
+
+    train_clean = extract_all(job.train, False, "features (clean view)")
+    val_features = extract_all(job.val, False, "features (validation)")
+    per_image = (time.perf_counter() - began) / (len(job.train) + len(job.val))
     extra = 0 if cfg.augment == "none" else min(epochs - 1, MAX_EXTRA_VIEWS if kind == "head" else 1)
-    if deadline is not None and extra:
-        affordable = int(0.5 * (deadline - time.perf_counter()) / (per_image * len(train_split)))
-        extra = max(0, min(extra, affordable))
+    # keep at least half of what is left of a budget for the epochs that follow
+    if job.deadline is not None:
+        extra = max(0, min(extra, int(0.5 * job.remaining() / (per_image * len(job.train)))))
     views = [train_clean]
     for v in range(extra):
         torch.manual_seed(cfg.seed * 1000 + v + 1)  # the same views on resume
-        views.append(extract(features, CachedImages(cache, train_split, policy), pre.normalize,
-                             description=f"features (augmented view {v + 1}/{extra})", **common))
+        views.append(extract_all(job.train, True, f"features (augmented view {v + 1}/{extra})"))
     log.line(f"head on cached features: {len(views)} view(s) per image, {per_image * 1000:.1f} ms/image")
 
     lr = cfg.lr or BASE_LR[kind]
     optimizer = _optimizer([{"params": list(classifier.parameters()), "lr": lr, "name": "head"}],
                            cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_split) / FEATURE_BATCH)
+    batch = min(cfg.batch_size, FEATURE_BATCH)
     start, step = 0, 0
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start, step = checkpoint["phase_epoch"], checkpoint["step"]
+    if resume_from is not None:
+        optimizer.load_state_dict(resume_from["optimizer"])
+        start, step = resume_from["phase_epoch"], resume_from["step"]
     generator = torch.Generator().manual_seed(cfg.seed)
-    for _ in range(start):  # replay the draws of the finished epochs so a resumed run continues identically
-        torch.randint(len(views), (len(train_split),), generator=generator)
-        torch.randperm(len(train_split), generator=generator)
-    labels = torch.from_numpy(train_split.labels)
+    draws = HeadDraws(len(job.train), len(views), job.sample_weights, generator)
+    for _ in range(start):  # replay the finished epochs' draws so a resumed run continues identically
+        draws()
     done = 0
     for epoch, record, step in head_epochs(
-        classifier, torch.stack(views), labels, val_features, val_split.labels, epochs=epochs,
-        start_epoch=start, optimizer=optimizer, step=step, total_steps=steps_per_epoch * epochs,
-        criterion=criterion, drop_rate=cfg.drop_rate, batch_size=FEATURE_BATCH, top_k=cfg.top_k,
-        generator=generator,
+        classifier, torch.stack(views), torch.from_numpy(job.train.labels), val_features, job.val.labels,
+        epochs=epochs, start_epoch=start, optimizer=optimizer, step=step,
+        total_steps=math.ceil(len(job.train) / batch) * epochs, criterion=job.criterion,
+        drop_rate=cfg.drop_rate, batch_size=batch, top_k=cfg.top_k, draws=draws,
     ):
         done = epoch - start
-        if end_epoch("head", epoch, record, optimizer, step, epochs) and kind == "head":
+        if job.end_epoch("head", epoch, record, optimizer, step, epochs) and kind == "head":
             break
-    return len(train_split) * done
+    return len(job.train) * done
 
 
-def _backbone_phase(cfg, kind, last_n, model, pre, cache, train_split, val_batches, criterion, policy,
-                    workers, log, deadline, checkpoint, end_epoch, num_classes) -> int:
+def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
+                    resume_from: dict[str, Any] | None) -> int:
     """Epochs through the backbone: discriminative rates for fine-tuning, one-cycle schedule."""
+    cfg, log, model = job.cfg, job.log, job.model
     base = cfg.lr or BASE_LR[kind]
     if kind == "finetune":
         groups = configure(model, "full", base / 2, discriminative=True)
@@ -323,20 +352,25 @@ def _backbone_phase(cfg, kind, last_n, model, pre, cache, train_split, val_batch
     model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(groups, cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
-    train_batches = loader(CachedImages(cache, train_split, policy), cfg.batch_size, workers=workers,
-                           shuffle=True, generator=generator)
+    sampler = None
+    if job.sample_weights is not None:
+        sampler = WeightedRandomSampler(job.sample_weights, len(job.train), replacement=True, generator=generator)
+    train_batches = loader(job.images(job.train, True), cfg.batch_size, workers=job.workers, shuffle=True,
+                           sampler=sampler, generator=generator)
+    val_batches = loader(job.images(job.val, False), FEATURE_BATCH, workers=job.workers)
     start, step = 0, 0
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start, step, epochs = checkpoint["phase_epoch"], checkpoint["step"], checkpoint["planned"]
+    if resume_from is not None:
+        optimizer.load_state_dict(resume_from["optimizer"])
+        start, step, epochs = resume_from["phase_epoch"], resume_from["step"], resume_from["planned"]
         for g in optimizer.param_groups:
             g.setdefault("peak_lr", g["lr"])
     else:
         epochs = cfg.epochs or DEFAULT_EPOCHS[kind]
-        if deadline is not None:
-            per_image = measure_step_seconds(model, train_batches, normalize=pre.normalize, criterion=criterion)
-            epoch_seconds = per_image * (len(train_split) + len(val_batches.dataset) / 3)
-            affordable = int((deadline - time.perf_counter()) / max(epoch_seconds, 1e-9))
+        if job.deadline is not None:
+            per_image = measure_step_seconds(model, train_batches, normalize=job.pre.normalize,
+                                             criterion=job.criterion)
+            epoch_seconds = per_image * (len(job.train) + len(job.val) / 3)
+            affordable = int(job.remaining() / max(epoch_seconds, 1e-9))
             if affordable < 1:
                 log.warn("the time budget leaves no room for an epoch through the backbone; "
                          "keeping the model trained so far")
@@ -346,20 +380,19 @@ def _backbone_phase(cfg, kind, last_n, model, pre, cache, train_split, val_batch
                  + ", ".join(f"{g['name']} lr={g['lr']:.2g}" for g in groups[:1] + groups[-1:]))
     mixer = (lambda x, y: mix_batch(x, y, num_classes, cfg.mix, cfg.mix_alpha)) if cfg.mix != "none" else None
     erase = (lambda x: random_erasing(x, cfg.random_erasing)) if cfg.random_erasing > 0 else None
-    total_steps = epochs * len(train_batches)
     seen, mark = 0, time.perf_counter()
     for epoch, record, step in backbone_epochs(
-        model, train_batches, val_batches, normalize=pre.normalize, epochs=epochs, start_epoch=start,
-        optimizer=optimizer, step=step, total_steps=total_steps, criterion=criterion, top_k=cfg.top_k,
-        log=log, mixer=mixer, erase=erase,
+        model, train_batches, val_batches, normalize=job.pre.normalize, epochs=epochs, start_epoch=start,
+        optimizer=optimizer, step=step, total_steps=epochs * len(train_batches), criterion=job.criterion,
+        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase,
     ):
-        seen += len(train_split)
-        if end_epoch("backbone", epoch, record, optimizer, step, epochs):
+        seen += len(job.train)
+        if job.end_epoch("backbone", epoch, record, optimizer, step, epochs):
             log.line(f"early stopping: no better validation accuracy for {cfg.patience} epochs")
             break
         now = time.perf_counter()
         epoch_seconds, mark = now - mark, now
-        if deadline is not None and now + epoch_seconds > deadline and epoch < epochs:
+        if job.remaining() < epoch_seconds and epoch < epochs:
             log.line("stopping: the time budget would be exceeded by another epoch")
             break
     return seen
