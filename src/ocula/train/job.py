@@ -26,9 +26,9 @@ from ocula.data import DataSource, audit, load_source, stratified_split
 from ocula.data.augment import get_policy, mix_batch, random_erasing
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
 from ocula.errors import DataError, Interrupted, UsageError
-from ocula.models import ModelCard, Preprocessing, configure, create_model, features_and_head, parse_mode
+from ocula.models import OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, parse_mode
 from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, write_json, write_yaml
-from ocula.train.batches import CachedImages, Split, cpu_budget, loader
+from ocula.train.batches import CachedImages, Split, cpu_budget, keep_freed_memory, loader
 from ocula.train.features import HeadDraws, extract, head_epochs
 from ocula.train.log import RunLog
 from ocula.train.loop import backbone_epochs, measure_step_seconds
@@ -71,6 +71,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     get_policy(cfg.augment, 224)  # an unknown policy fails now, not after the audit
     threads, workers = cpu_budget(cfg.threads)
     torch.set_num_threads(threads)
+    keep_freed_memory()
     torch.manual_seed(cfg.seed)
 
     if checkpoint is None:
@@ -96,11 +97,14 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         classes, how = saved["classes"], saved["how"]
         train_split, val_split = _split(saved["train"]), _split(saved["val"])
 
+    # On resume too: the same starting weights give the same preprocessing and provenance;
+    # the checkpoint's tensors replace them below.
     model, pre, weights_from = create_model(
-        cfg.model, len(classes), pretrained="none" if checkpoint else cfg.pretrained,
-        drop_rate=cfg.drop_rate, image_size=cfg.image_size, labels=classes,
+        cfg.model, len(classes), pretrained=cfg.pretrained, drop_rate=cfg.drop_rate,
+        image_size=cfg.image_size, labels=classes,
     )
     size = pre.input_size
+    model.to(memory_format=torch.channels_last)  # faster convolutions on CPU, inputs match below
     cache = DecodeCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), pre.resize_short_side)
     log.line(f"model {cfg.model} ({weights_from}), mode {cfg.mode}, image size {size}, "
              f"{len(classes)} classes, {len(train_split)} train / {len(val_split)} validation images ({how})")
@@ -119,7 +123,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
                                       label_smoothing=cfg.label_smoothing),
         sample_weights=class_weights[train_split.labels] if balance == "sampler" else None,
         deadline=began + cfg.budget_seconds if cfg.budget_seconds else None,
-        checkpoint=checkpoint,
+        checkpoint=checkpoint, from_scratch=cfg.pretrained == "none" or (cfg.pretrained == "default" and cfg.model not in OFFLINE_WEIGHTS),
     )
     state: dict[str, Any] = {"best_model": None, "phase": None}
     if checkpoint is not None:
@@ -277,6 +281,7 @@ class Job:
     sample_weights: torch.Tensor | None
     deadline: float | None
     checkpoint: dict[str, Any] | None
+    from_scratch: bool
     end_epoch: Callable[..., bool] = lambda *args: False
 
     def images(self, split: Split, augmented: bool) -> CachedImages:
@@ -349,7 +354,6 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         groups = configure(model, f"last-{last_n}", base, discriminative=True)
     else:
         groups = configure(model, "full", base)
-    model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(groups, cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     sampler = None
@@ -368,7 +372,7 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         epochs = cfg.epochs or DEFAULT_EPOCHS[kind]
         if job.deadline is not None:
             per_image = measure_step_seconds(model, train_batches, normalize=job.pre.normalize,
-                                             criterion=job.criterion)
+                                             criterion=job.criterion, freeze_bn=not job.from_scratch)
             epoch_seconds = per_image * (len(job.train) + len(job.val) / 3)
             affordable = int(job.remaining() / max(epoch_seconds, 1e-9))
             if affordable < 1:
@@ -384,7 +388,7 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
     for epoch, record, step in backbone_epochs(
         model, train_batches, val_batches, normalize=job.pre.normalize, epochs=epochs, start_epoch=start,
         optimizer=optimizer, step=step, total_steps=epochs * len(train_batches), criterion=job.criterion,
-        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase,
+        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase, freeze_bn=not job.from_scratch,
     ):
         seen += len(job.train)
         if job.end_epoch("backbone", epoch, record, optimizer, step, epochs):

@@ -60,11 +60,16 @@ def backbone_epochs(
     log: RunLog,
     mixer: Mixer | None = None,
     erase: Batch | None = None,
+    freeze_bn: bool = True,
 ) -> Iterator[tuple[int, dict[str, float], int]]:
-    """Yield (epoch, record, step) after each epoch; the caller saves, logs and stops."""
+    """Yield (epoch, record, step) after each epoch; the caller saves, logs and stops.
+
+    ``freeze_bn`` keeps batch-norm statistics as pretrained (Keras' advice for small batches);
+    a model trained from scratch must learn them, so it passes False.
+    """
     n = len(train_batches.dataset)
     for epoch in range(start_epoch, epochs):
-        set_train_mode(model, freeze_bn=True)
+        set_train_mode(model, freeze_bn=freeze_bn)
         loss_sum, correct, seen, began = 0.0, 0, 0, time.perf_counter()
         with log.progress(f"epoch {epoch + 1}/{epochs}", n) as advance:
             for x, y in train_batches:
@@ -92,12 +97,13 @@ def measure_step_seconds(
     normalize: Batch,
     criterion: nn.Module,
     batches: int = 3,
+    freeze_bn: bool = True,
 ) -> float:
     """Seconds per training image, timed on a few forward+backward passes that change nothing.
 
     Used to turn a time budget into a number of epochs before the schedule is fixed.
     """
-    set_train_mode(model, freeze_bn=True)
+    set_train_mode(model, freeze_bn=freeze_bn)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     times, batches_iter = [], iter(train_batches)
     for i in range(batches + 1):
