@@ -85,3 +85,21 @@ def test_small_cnn_from_scratch_in_full_mode(tmp_path, make_dataset):
     run = ocula.train(data, model="small_cnn", mode="full", epochs=3, out=str(tmp_path / "run"),
                       runs_root=str(tmp_path), quiet=True)
     assert run.card.input_size == 32 and len(run.metrics["epochs"]) == 3
+
+
+@pytest.mark.parametrize("imbalance, said", [("auto", "class-weighted loss (auto"), ("sampler", "class-balanced sampling"),
+                                             ("none", "no reweighting")])
+def test_imbalance_handling_is_switched_on_and_said(tmp_path, make_dataset, imbalance, said):
+    data = make_dataset(tmp_path / "data", classes=("common",), per_class=40)
+    make_dataset(data, classes=("x", "rare"), per_class=5, seed=1)  # 'rare' has 5 images against 40
+    run = ocula.train(data, mode="head", epochs=2, imbalance=imbalance, out=str(tmp_path / "run"),
+                      runs_root=str(tmp_path), **SMALL)
+    assert said in run.metrics["imbalance"]
+    assert said in (run.path / "log.txt").read_text()
+
+
+def test_budget_is_respected(tmp_path, make_dataset):
+    data = make_dataset(tmp_path / "data", per_class=12)
+    run = ocula.train(data, budget="20s", out=str(tmp_path / "run"), runs_root=str(tmp_path), **SMALL)
+    assert run.metrics["wall_seconds"] <= 20 * 1.25  # the guard may finish the epoch it is in
+    assert run.metrics["epochs"]

@@ -65,7 +65,7 @@ def preview(
     data: Annotated[str, typer.Argument(help="Images in any layout ocula reads.")],
     augment: Annotated[str, typer.Option(help="Augmentation policy to show.")] = "phone",
     out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("augment_preview.png"),
-    n: Annotated[int, typer.Option(help="Number of tiles.")] = 16,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of tiles.")] = 16,
     image_size: Annotated[int, typer.Option(help="Tile size in pixels.")] = 224,
     seed: Annotated[int, typer.Option(help="Seed of the random augmentations.")] = 0,
 ) -> None:

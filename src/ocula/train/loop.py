@@ -97,6 +97,7 @@ def measure_step_seconds(
     normalize: Batch,
     criterion: nn.Module,
     batches: int = 3,
+    warmup: int = 2,
     freeze_bn: bool = True,
 ) -> float:
     """Seconds per training image, timed on a few forward+backward passes that change nothing.
@@ -106,7 +107,7 @@ def measure_step_seconds(
     set_train_mode(model, freeze_bn=freeze_bn)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     times, batches_iter = [], iter(train_batches)
-    for i in range(batches + 1):
+    for i in range(warmup + batches):
         began = time.perf_counter()
         try:
             x, y = next(batches_iter)  # loading and augmenting count too
@@ -115,7 +116,7 @@ def measure_step_seconds(
         x = normalize(x.contiguous(memory_format=torch.channels_last))
         loss = criterion(model(x), y)
         loss.backward()
-        if i > 0:  # the first pass pays one-off allocation costs
+        if i >= warmup:  # the first passes pay one-off allocation costs
             times.append((time.perf_counter() - began) / len(y))
     model.zero_grad(set_to_none=True)
     model.load_state_dict(state)
