@@ -57,7 +57,11 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     if resume is not None:
         run = RunDir.open(resume, need=("config", "checkpoint", "split"))
         cfg = TrainConfig.from_dict(read_yaml(run.config))
-        checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as error:  # damaged or foreign file: one line, not a traceback
+            raise UsageError(f"cannot read {run.checkpoint}: {str(error).splitlines()[0]}",
+                             hint="the run cannot be resumed; start a new one") from None
     else:
         if data is None:
             raise UsageError("no data given", hint="pass a folder of class folders or a manifest")
@@ -123,7 +127,8 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
                                       label_smoothing=cfg.label_smoothing),
         sample_weights=class_weights[train_split.labels] if balance == "sampler" else None,
         deadline=began + cfg.budget_seconds if cfg.budget_seconds else None,
-        checkpoint=checkpoint, from_scratch=cfg.pretrained == "none" or (cfg.pretrained == "default" and cfg.model not in OFFLINE_WEIGHTS),
+        from_scratch=cfg.pretrained == "none"
+        or (cfg.pretrained == "default" and cfg.model not in OFFLINE_WEIGHTS),
     )
     state: dict[str, Any] = {"best_model": None, "phase": None}
     if checkpoint is not None:
@@ -280,8 +285,7 @@ class Job:
     criterion: nn.Module
     sample_weights: torch.Tensor | None
     deadline: float | None
-    checkpoint: dict[str, Any] | None
-    from_scratch: bool
+    from_scratch: bool  # batch norm must then learn its statistics
     end_epoch: Callable[..., bool] = lambda *args: False
 
     def images(self, split: Split, augmented: bool) -> CachedImages:
