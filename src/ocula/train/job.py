@@ -39,7 +39,7 @@ from ocula.train.schedule import History, epoch_line
 # head rate base_lr, then base_lr / 2 spread down to base_lr / 200 for the earliest layers.
 BASE_LR = {"head": 2e-3, "finetune": 2e-3, "last": 1e-3, "full": 3e-3}
 DEFAULT_EPOCHS = {"head": 10, "finetune": 5, "last": 8, "full": 30}
-MAX_EXTRA_VIEWS = 4
+MAX_EXTRA_VIEWS = 2  # grocery, 10 head epochs: 3 views 0.733 in 110 s, 5 views 0.750 in 211 s (BENCHMARKS.md)
 FEATURE_BATCH = 64
 
 
