@@ -115,6 +115,10 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     with log.progress("decoding images once", len(train_split) + len(val_split)) as advance:
         cache.ensure(list(zip(train_split.paths + val_split.paths, train_split.digests + val_split.digests)),
                      progress=lambda done, total: advance(1))
+    if cache.failed:  # passed the audit but not the full decode: skip and say so, never crash later
+        for path, reason in sorted(cache.failed.items()):
+            log.warn(f"skipped {path}: {reason}")
+        train_split, val_split = _without(train_split, cache.failed), _without(val_split, cache.failed)
 
     counts = np.bincount(train_split.labels, minlength=len(classes))
     balance, class_weights, imbalance_note = _imbalance(cfg, counts)
@@ -239,6 +243,11 @@ def _prepare_data(cfg: TrainConfig, source: DataSource, val_source: DataSource |
 def _mean(values: Any) -> float | None:
     values = [v for v in values if v is not None]
     return round(sum(values) / len(values), 2) if values else None
+
+
+def _without(split: Split, paths: dict[str, str]) -> Split:
+    keep = [i for i, p in enumerate(split.paths) if p not in paths]
+    return Split([split.paths[i] for i in keep], [split.digests[i] for i in keep], split.labels[keep])
 
 
 def _rows(split: Split) -> list[list[Any]]:
