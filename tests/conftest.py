@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 
@@ -11,7 +9,6 @@ import pytest
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCULA_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ocula-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def write_dataset(root, classes=("circle", "square", "stripes"), per_class: int = 12, size: int = 48,
