@@ -63,13 +63,23 @@ def test_configure_last_n(lite0: nn.Module) -> None:
     assert len(_trainable(lite0)) == len(list(lite0.parameters()))
 
 
-@pytest.mark.parametrize("mode", ["full", "finetune"])
-def test_configure_everything(lite0: nn.Module, mode: str) -> None:
+def test_configure_everything(lite0: nn.Module) -> None:
     configure(lite0, "head", 1e-3)  # configure must also unfreeze what an earlier phase froze
-    groups = configure(lite0, mode, 1e-3)
+    groups = configure(lite0, "full", 1e-3)
     assert len(_trainable(lite0)) == len(list(lite0.parameters()))
     assert sum(len(g["params"]) for g in groups) == len(list(lite0.parameters()))
     assert {g["lr"] for g in groups} == {1e-3}
+
+
+def test_finetune_keeps_the_cheap_early_stages_frozen(lite0: nn.Module) -> None:
+    configure(lite0, "head", 1e-3)
+    groups = configure(lite0, "finetune", 1e-3)
+    # stem, stage1 and stage2 hold 0.5% of the weights; stage3 would take them past 1%.
+    assert [g["name"] for g in groups] == ["stage3", "stage4", "stage5", "stage6", "stage7", "classifier"]
+    frozen = {n for n, p in lite0.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith(("conv_stem", "bn1.", "blocks.0.", "blocks.1.")) for n in frozen)
+    assert sum(p.numel() for n, p in lite0.named_parameters() if n in frozen) < 0.01 * sum(
+        p.numel() for p in lite0.parameters())
 
 
 def test_discriminative_rates_rise_geometrically(lite0: nn.Module) -> None:

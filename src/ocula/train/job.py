@@ -26,7 +26,10 @@ from ocula.data import DataSource, audit, load_source, stratified_split
 from ocula.data.augment import get_policy, mix_batch, random_erasing
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
 from ocula.errors import DataError, Interrupted, UsageError
-from ocula.models import OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, parse_mode
+from ocula.models import (
+    OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, named_stage_groups,
+    parse_mode,
+)
 from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, write_json, write_yaml
 from ocula.train.batches import CachedImages, Split, cpu_budget, keep_freed_memory, loader
 from ocula.train.features import HeadDraws, extract, head_epochs
@@ -362,7 +365,7 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
     cfg, log, model = job.cfg, job.log, job.model
     base = cfg.lr or BASE_LR[kind]
     if kind == "finetune":
-        groups = configure(model, "full", base / 2, discriminative=True)
+        groups = configure(model, "finetune", base / 2, discriminative=True)
     elif kind == "last":
         groups = configure(model, f"last-{last_n}", base, discriminative=True)
     else:
@@ -393,8 +396,10 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
                          "keeping the model trained so far")
                 return 0
             epochs = min(cfg.epochs or affordable, affordable)
+        frozen = [name for name, _ in named_stage_groups(model)[:-1] if name not in {g["name"] for g in groups}]
         log.line(f"training the backbone for {epochs} epoch(s): "
-                 + ", ".join(f"{g['name']} lr={g['lr']:.2g}" for g in groups[:1] + groups[-1:]))
+                 + ", ".join(f"{g['name']} lr={g['lr']:.2g}" for g in groups[:1] + groups[-1:])
+                 + (f"; {', '.join(frozen)} stay frozen" if frozen else ""))
     mixer = (lambda x, y: mix_batch(x, y, num_classes, cfg.mix, cfg.mix_alpha)) if cfg.mix != "none" else None
     erase = (lambda x: random_erasing(x, cfg.random_erasing)) if cfg.random_erasing > 0 else None
     seen, mark = 0, time.perf_counter()
