@@ -1,6 +1,12 @@
 """ocula train vs the plain PyTorch transfer-learning script, same data, same run.
 
     python benchmarks/train_speed.py DATA [--modes head finetune] [--epochs 10 2] [--out BENCHMARKS-train.json]
+    python benchmarks/train_speed.py DATA --modes finetune --budget 15m   # equal wall time
+
+With ``--budget`` ocula runs ``ocula train DATA --budget`` with its defaults and the baseline
+gets the same wall time: it times a few batches (as a user would time one before choosing the
+number of epochs), fits its one-cycle schedule to the epochs that fit, and stops early if an
+epoch would overrun.
 
 DATA is a folder with train.txt / val.txt (`path, fine_id, coarse_id`) and classes.csv, such as
 the Grocery Store dataset. The baseline is what a user writes from the PyTorch transfer-learning
@@ -33,7 +39,12 @@ def read_manifest(root: Path, name: str) -> list[tuple[str, int]]:
     return rows
 
 
-def baseline(data: Path, mode: str, epochs: int, batch_size: int, workers: int) -> dict:
+def seconds(budget: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(budget[:-1]) * units[budget[-1]] if budget[-1] in units else float(budget)
+
+
+def baseline(data: Path, mode: str, epochs: int, batch_size: int, workers: int, budget: str | None) -> dict:
     """The tutorial recipe, written the way a user would write it."""
     import timm
     import torch
@@ -74,11 +85,16 @@ def baseline(data: Path, mode: str, epochs: int, batch_size: int, workers: int) 
     train_dl = DataLoader(ManifestImages(train_rows, train_tf), batch_size=batch_size, shuffle=True,
                           num_workers=workers)
     val_dl = DataLoader(ManifestImages(val_rows, val_tf), batch_size=64, num_workers=workers)
+    began = time.perf_counter()
+    if budget:
+        epochs = fit_epochs(model, train_dl, len(val_rows) / len(train_rows), seconds(budget))
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(train_dl))
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    history, began, train_seconds = [], time.perf_counter(), 0.0
+    history, train_seconds = [], 0.0
     for epoch in range(epochs):
+        if budget and history and time.perf_counter() - began + history[-1]["epoch_seconds"] > seconds(budget):
+            break
         model.train()
         t0 = time.perf_counter()
         for x, y in train_dl:
@@ -98,12 +114,34 @@ def baseline(data: Path, mode: str, epochs: int, batch_size: int, workers: int) 
         print(json.dumps(history[-1]), file=sys.stderr, flush=True)
     wall = time.perf_counter() - began
     return {
-        "system": "baseline", "mode": mode, "epochs": epochs,
-        "train_images_per_second": len(train_rows) * epochs / train_seconds,
-        "wall_seconds": wall, "seconds_per_epoch": wall / epochs,
+        "system": "baseline", "mode": mode, "epochs": len(history),
+        "train_images_per_second": len(train_rows) * len(history) / train_seconds,
+        "wall_seconds": wall, "seconds_per_epoch": wall / len(history),
         "validation:accuracy": history[-1]["validation:accuracy"],
         "best_validation:accuracy": max(h["validation:accuracy"] for h in history),
     }
+
+
+def fit_epochs(model, train_dl, val_share: float, budget_seconds: float, batches: int = 6) -> int:
+    """Epochs that fit the budget, from the time of a few forward+backward passes (not kept)."""
+    import torch
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    criterion, times, it = torch.nn.CrossEntropyLoss(), [], iter(train_dl)
+    for i in range(batches + 1):
+        t0 = time.perf_counter()
+        x, y = next(it)
+        criterion(model(x), y).backward()
+        if i:  # the first batch pays the workers' start-up
+            times.append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(state)
+    epoch = sum(times) / len(times) * len(train_dl) * (1 + val_share / 3)
+    epochs = max(1, int(budget_seconds // epoch))
+    print(f"baseline: {epoch:.0f} s per epoch estimated, {epochs} epoch(s) fit {budget_seconds:.0f} s",
+          file=sys.stderr, flush=True)
+    return epochs
 
 
 def ocula_run(data: Path, mode: str, epochs: int, batch_size: int, budget: str | None) -> dict:
@@ -113,12 +151,11 @@ def ocula_run(data: Path, mode: str, epochs: int, batch_size: int, budget: str |
     os.environ["OCULA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ocula-bench-cache-")
     import ocula
 
-    options = {"mode": mode, "image_size": IMAGE_SIZE, "batch_size": batch_size, "augment": "crop",
-               "out": tempfile.mkdtemp(prefix=f"ocula-bench-{mode}-"), "runs_root": tempfile.mkdtemp()}
-    if budget:
+    options = {"out": tempfile.mkdtemp(prefix=f"ocula-bench-{mode}-"), "runs_root": tempfile.mkdtemp()}
+    if budget:  # `ocula train DATA --budget B` with every other setting at its default
         options["budget"] = budget
     else:
-        options["epochs"] = epochs
+        options.update(mode=mode, image_size=IMAGE_SIZE, batch_size=batch_size, augment="crop", epochs=epochs)
     began = time.perf_counter()
     run = ocula.train(str(data), **options)
     wall = time.perf_counter() - began
@@ -129,6 +166,7 @@ def ocula_run(data: Path, mode: str, epochs: int, batch_size: int, budget: str |
         # finetune: the epochs through the backbone, which is what the baseline's loop does
         "train_images_per_second": (metrics["backbone_images_per_second"] if mode != "head"
                                     else metrics["train_images_per_second"]),
+        "backbone_epochs": sum(1 for e in metrics["epochs"] if "train_images_per_second" in e),
         "wall_seconds": wall, "seconds_per_epoch": wall / max(n_epochs, 1),
         "validation:accuracy": metrics["epochs"][-1]["validation:accuracy"],
         "best_validation:accuracy": metrics["best"]["validation:accuracy"],
@@ -137,7 +175,7 @@ def ocula_run(data: Path, mode: str, epochs: int, batch_size: int, budget: str |
 
 def child(args: argparse.Namespace) -> None:
     if args.system == "baseline":
-        result = baseline(Path(args.data), args.mode, args.epochs[0], args.batch_size, args.workers)
+        result = baseline(Path(args.data), args.mode, args.epochs[0], args.batch_size, args.workers, args.budget)
     else:
         result = ocula_run(Path(args.data), args.mode, args.epochs[0], args.batch_size, args.budget)
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -154,7 +192,7 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["ocula", "baseline"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
-    parser.add_argument("--budget", help="ocula only: train with --budget instead of --epochs")
+    parser.add_argument("--budget", help="train both systems for this wall time (e.g. 15m) instead of --epochs")
     parser.add_argument("--out", default="benchmarks/results/train_speed.json")
     parser.add_argument("--system", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
