@@ -13,18 +13,20 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ocula.cli import data_cmd, runs_cmd
+from ocula.cli import data_cmd, evaluate_cmd, runs_cmd
 from ocula.errors import OculaError
 
 app = typer.Typer(
     name="ocula",
-    help="Image classification by transfer learning, offline: audit data, train, predict.",
+    help="Image classification by transfer learning, offline: audit data, train, evaluate, predict.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
+app.command()(evaluate_cmd.evaluate)
+app.command()(evaluate_cmd.compare)
 err = Console(stderr=True, highlight=False)
 
 Opt = typer.Option

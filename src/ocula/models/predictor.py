@@ -28,7 +28,7 @@ class Predictor:
         self.model = model.eval()
         self.card = card
         self.preprocessing = card.preprocessing
-        self._crop = v2.CenterCrop(card.input_size)
+        self.crop = v2.CenterCrop(card.input_size)  # uint8 CHW at the resize size -> the model's input
 
     @classmethod
     def from_run(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -49,11 +49,14 @@ class Predictor:
     def tensor(self, data: bytes, name: str = "<image>") -> torch.Tensor:
         """Encoded image -> uint8 CHW tensor exactly as validation saw it (ImageError if unusable)."""
         array = decode_resized(data, name, self.preprocessing.resize_short_side)
-        return self._crop(torch.from_numpy(array).permute(2, 0, 1))
+        return self.crop(torch.from_numpy(array).permute(2, 0, 1))
+
+    def probabilities(self, images: list[bytes]) -> np.ndarray:
+        return self.probabilities_of(torch.stack([self.tensor(data) for data in images]))
 
     @torch.inference_mode()
-    def probabilities(self, images: list[bytes]) -> np.ndarray:
-        batch = torch.stack([self.tensor(data) for data in images])
+    def probabilities_of(self, batch: torch.Tensor) -> np.ndarray:
+        """Class probabilities [N, C] for a uint8 NCHW batch already cropped to the input size."""
         x = self.preprocessing.normalize(batch.contiguous(memory_format=torch.channels_last))
         return torch.softmax(self.model(x).float(), dim=1).numpy()
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +30,10 @@ from ocula.models import (
     OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, named_stage_groups,
     parse_mode,
 )
+from ocula.models.predictor import Predictor
 from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, write_json, write_yaml
 from ocula.train.batches import CachedImages, Split, cpu_budget, keep_freed_memory, loader
+from ocula.train.evaluation import assess
 from ocula.train.features import HeadDraws, extract, head_epochs
 from ocula.train.log import RunLog
 from ocula.train.loop import backbone_epochs, measure_step_seconds
@@ -190,13 +192,16 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         "train_seconds": round(train_seconds, 2),
         "train_images_per_second": round(images_seen / train_seconds, 2) if train_seconds else 0.0,
         "backbone_images_per_second": _mean(e.get("train_images_per_second") for e in history.epochs),
-        "imbalance": imbalance_note, "split": how, "status": "completed",
+        "imbalance": imbalance_note, "split": how, "pretrained": not job.from_scratch, "status": "completed",
     })
     index.record(run.id, status="completed", classes=len(classes), epochs=len(history.epochs),
                  val_accuracy=best.get("validation:accuracy"), wall_seconds=round(wall, 2))
     log.line(f"best epoch {best.get('epoch')}: validation:accuracy={best.get('validation:accuracy', 0):.4f} "
              f"validation:top_k_accuracy={best.get('validation:top_k_accuracy', 0):.4f} "
              f"in {wall:.0f}s")
+    # The same report `ocula evaluate` writes, for the validation set, from the saved artifacts alone.
+    assess(Predictor.from_run(run.path), list(zip(val_split.paths, val_split.labels.tolist())), run_dir=run,
+           out=run.path, data=cfg.data, split="validation", top_k=cfg.top_k, log=log, metrics_name="evaluation.json")
     return Run(run.path)
 
 

@@ -1,0 +1,227 @@
+"""report.html: one self-contained page (every image embedded) plus the PNGs beside it.
+
+``render_report(out, report, gallery)`` takes the JSON-ready report dict the evaluation job
+built and the confident mistakes' thumbnails; it writes ``out/report.html`` and
+``out/plots/*.png``. Every string that came from the user's data (class names, paths) is
+escaped: a file called ``<script>.jpg`` stays text.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ocula.evaluate import plots
+
+LEVEL_LABEL = {"major": "act on this", "minor": "worth fixing", "info": "note"}
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    """One confident mistake: its thumbnail (HWC uint8) and what the model said."""
+
+    thumbnail: np.ndarray
+    path: str
+    true_label: str
+    predicted_label: str
+    probability: float  # of the predicted class
+    true_probability: float
+
+
+def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem]) -> Path:
+    """Write ``out/report.html`` and ``out/plots/*.png``; return the HTML path."""
+    out = Path(out)
+    figures = _figures(report, gallery)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    for name, png in figures.items():
+        (out / "plots" / f"{name}.png").write_bytes(png)
+    sections = [
+        _headline(report),
+        _diagnosis(report["findings"]),
+        _robustness(report.get("robustness"), figures.get("robustness")),
+        _section("learning", "Learning curves", _img(figures.get("learning_curves"), "learning curves")
+                 or "<p>No per-epoch history in this run.</p>"),
+        _confusion(report["summary"], figures["confusion"]),
+        _per_class(report["summary"]),
+        _section("calibration", "Calibration",
+                 f"<p>Expected calibration error {report['summary']['calibration']['ece']:.3f}: how far the "
+                 "model's confidence is from its accuracy (0 is perfect).</p>"
+                 + _img(figures["reliability"], "reliability diagram")),
+        _gallery(gallery, report["summary"]),
+        _skipped(report.get("skipped", [])),
+        _footer(report),
+    ]
+    page = _PAGE.format(title=escape(report["title"]), body="\n".join(s for s in sections if s))
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _figures(report: dict[str, Any], gallery: list[GalleryItem]) -> dict[str, bytes]:
+    summary = report["summary"]
+    made = {
+        "learning_curves": plots.learning_curves(report.get("history") or []),
+        "confusion": plots.confusion_heatmap(summary["confusion"], summary["classes"]),
+        "reliability": plots.reliability_diagram(summary["calibration"]),
+        "robustness": plots.robustness_bars(report["robustness"]) if report.get("robustness") else None,
+        "gallery": plots.error_gallery(gallery),
+    }
+    return {name: png for name, png in made.items() if png is not None}
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return ""
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{escape(title)}</h2>\n{body}\n</section>'
+
+
+def _table(headers: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _headline(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    model = report["model"]
+    cards = [("accuracy", f"{s['accuracy']:.3f}"), (f"top-{s['top_k']} accuracy", f"{s['top_k_accuracy']:.3f}"),
+             ("balanced accuracy", f"{s['balanced_accuracy']:.3f}"), ("macro F1", f"{s['macro']['f1']:.3f}"),
+             ("log loss", f"{s['log_loss']:.3f}"), ("calibration error", f"{s['calibration']['ece']:.3f}"),
+             ("images", str(s["n"]))]
+    if report.get("robustness"):
+        cards.insert(1, ("under phone shift", f"{report['robustness']['mean_accuracy']:.3f}"))
+    html = "".join(f'<div class="card"><div class="value">{escape(v)}</div><div class="label">{escape(k)}</div></div>'
+                   for k, v in cards)
+    meta = (f"run <code>{escape(report['run'])}</code> &middot; data <code>{escape(report['data'])}</code> "
+            f"({escape(report['split'])}) &middot; {escape(model['arch'])}, mode {escape(model['mode'])}, "
+            f"{model['image_size']} px &middot; {len(s['classes'])} classes &middot; {escape(report['created'])}")
+    return f'<header><h1>{escape(report["title"])}</h1><p class="meta">{meta}</p><div class="cards">{html}</div></header>'
+
+
+def _diagnosis(findings: list[dict[str, Any]]) -> str:
+    items = []
+    for f in findings:
+        evidence = "".join(f"<li>{escape(e)}</li>" for e in f["evidence"])
+        actions = "".join(f"<li>{escape(a)}</li>" for a in f["actions"])
+        items.append(
+            f'<div class="finding {f["level"]}"><span class="badge">{escape(LEVEL_LABEL[f["level"]])}</span>'
+            f'<h3>{escape(f["title"])}</h3><p class="sub">Evidence</p><ul>{evidence}</ul>'
+            + (f'<p class="sub">What to do next</p><ol>{actions}</ol>' if actions else "") + "</div>")
+    return _section("diagnosis", "Diagnosis", "\n".join(items))
+
+
+def _robustness(shift: dict[str, Any] | None, png: bytes | None) -> str:
+    if not shift:
+        return ""
+    by = shift["by_corruption"]
+    severities = next(iter(by.values()))["severities"]
+    definitions = shift.get("definitions", {})
+
+    def models(name: str) -> str:
+        row = definitions.get(name)
+        return f"{row['models']}: {' / '.join(f'{v:g}' for v in row['severities'])}" if row else ""
+
+    rows = [[name.replace("_", " "), *(f"{a:.3f}" for a in entry["accuracy"]), f"{entry['mean_drop']:.3f}",
+             models(name)] for name, entry in sorted(by.items(), key=lambda kv: -kv[1]["mean_drop"])]
+    body = (f"<p>{escape(shift['sentence'])}.</p><p>The same {shift.get('images', '')} images scored again under "
+            "realistic phone-photo corruptions at three fixed severities (seeded: the same report every time). "
+            "Expect accuracy on customers' photos between the clean figure and these.</p>"
+            + _img(png, "accuracy under each corruption")
+            + _table(["corruption", *(f"severity {k}" for k in severities), "mean drop",
+                      "what it models: parameter at each severity"], rows))
+    return _section("robustness", "Robustness under phone-photo shift", body)
+
+
+def _confusion(summary: dict[str, Any], png: bytes) -> str:
+    rows = [[p["true"], p["predicted"], p["count"], f"{p['share_of_true']:.0%}"] for p in summary["most_confused"]]
+    pairs = _table(["true class", "predicted as", "images", "share of the true class"], rows) if rows else \
+        "<p>No confusions.</p>"
+    return _section("confusion", "Confusion matrix",
+                    "<p>Rows are the true classes, normalised: each row shows where that class's images went.</p>"
+                    + _img(png, "confusion matrix") + "<h3>Most confused pairs</h3>" + pairs)
+
+
+def _per_class(summary: dict[str, Any]) -> str:
+    ordered = sorted((r for r in summary["per_class"] if r["support"]), key=lambda r: (r["f1"], -r["support"]))
+    rows = [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"]]
+            for r in ordered]
+    for name in ("macro", "weighted"):
+        avg = summary[name]
+        rows.append([f"{name} average", f"{avg['precision']:.3f}", f"{avg['recall']:.3f}", f"{avg['f1']:.3f}",
+                     summary["n"]])
+    return _section("classes", "Per class (weakest first)", _table(["class", "precision", "recall", "F1", "support"],
+                                                                    rows, "numbers"))
+
+
+def _thumbnail(item: GalleryItem) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(item.thumbnail)).save(buffer, "JPEG", quality=85)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _gallery(gallery: list[GalleryItem], summary: dict[str, Any]) -> str:
+    if not gallery:
+        return _section("mistakes", "Most confident mistakes", "<p>No mistakes.</p>")
+    tiles = "".join(
+        f'<figure><img alt="{escape(Path(g.path).name)}" src="data:image/jpeg;base64,{_thumbnail(g)}">'
+        f'<figcaption><b>{escape(g.predicted_label)}</b> {g.probability:.2f}<br>true: {escape(g.true_label)} '
+        f'{g.true_probability:.2f}<br><span class="path">{escape(g.path)}</span></figcaption></figure>'
+        for g in gallery)
+    return _section("mistakes", "Most confident mistakes",
+                    f"<p>{summary['mistakes']} mistakes in all, {summary['confident_mistakes']} with probability "
+                    "&ge; 0.9. A confident mistake is often a wrong label or two classes that look alike.</p>"
+                    f'<div class="gallery">{tiles}</div>')
+
+
+def _skipped(skipped: list[dict[str, str]]) -> str:
+    if not skipped:
+        return ""
+    return _section("skipped", f"Skipped files ({len(skipped)})",
+                    _table(["file", "reason"], [[s["path"], s["reason"]] for s in skipped]))
+
+
+def _footer(report: dict[str, Any]) -> str:
+    t = report["throughput"]
+    return (f'<footer>{t["images"]} images scored in {t["seconds"]} s ({t["images_per_second"]} images/s), '
+            f'peak memory {t["peak_rss_mb"]} MB. Written by ocula; metrics.json and plots/ sit beside this file.'
+            "</footer>")
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1.5em; color: #1d2430; }}
+h1 {{ font-size: 1.5em; margin-bottom: .2em; }} h2 {{ border-bottom: 1px solid #dde2ea; padding-bottom: .2em; }}
+.meta {{ color: #5a6577; }} code {{ background: #f1f3f7; padding: 0 .3em; border-radius: 3px; }}
+.cards {{ display: flex; flex-wrap: wrap; gap: .6em; }}
+.card {{ background: #f5f7fb; border-radius: 8px; padding: .6em 1em; min-width: 8em; }}
+.card .value {{ font-size: 1.5em; font-weight: 600; }} .card .label {{ color: #5a6577; font-size: .85em; }}
+.finding {{ border-left: 5px solid #8da2c0; background: #f8f9fc; padding: .4em 1em; margin: .8em 0; }}
+.finding.major {{ border-color: #d64545; }} .finding.minor {{ border-color: #e0a030; }}
+.finding.info {{ border-color: #3c9d5d; }} .finding h3 {{ margin: .3em 0; }}
+.badge {{ font-size: .75em; text-transform: uppercase; letter-spacing: .05em; color: #5a6577; }}
+.sub {{ margin: .3em 0 0; font-weight: 600; font-size: .9em; }}
+img {{ max-width: 100%; }} table {{ border-collapse: collapse; margin: .6em 0; }}
+th, td {{ padding: .25em .7em; border-bottom: 1px solid #e6e9ef; text-align: left; }}
+table.numbers td:not(:first-child) {{ text-align: right; }}
+.gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: .8em; }}
+figure {{ margin: 0; font-size: .8em; }} figure img {{ width: 160px; height: auto; border-radius: 4px; }}
+.path {{ color: #7a8496; word-break: break-all; }}
+footer {{ color: #5a6577; font-size: .85em; margin-top: 2em; border-top: 1px solid #dde2ea; padding-top: .6em; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
