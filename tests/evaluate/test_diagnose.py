@@ -81,3 +81,11 @@ def test_over_confident_model_gets_a_calibration_finding():
     findings = _by_kind(diagnose([], summarize(labels, probs, ["a", "b", "c"])))
     assert "over-confident" in findings["calibration"].title
     assert findings["label-noise"].level == "minor"  # 40% wrong at 0.99: check those labels
+
+
+def test_steady_gap_is_a_minor_finding_not_overfitting():
+    """Phone-augmented fine-tuning on grocery: 0.99 vs 0.81, but the gap shrinks and loss falls."""
+    findings = _by_kind(diagnose(_epochs([0.5, 0.9, 0.95, 0.99], [0.55, 0.70, 0.78, 0.81], [1.5, 1.2, 1.0, 0.97]),
+                                 _summary(0.81), train_counts=[100] * 4))
+    assert "overfitting" not in findings
+    assert findings["generalisation-gap"].level == "minor" and "healthy" in findings

@@ -37,8 +37,7 @@ def evaluate(
 ) -> None:
     """Where and why a classifier fails: metrics, confusion, confident mistakes, diagnosis, shift.
 
-    Writes report.html (self-contained), metrics.json and plots/*.png; the last line printed is
-    the report's path.
+    Writes report.html (self-contained), metrics.json and plots/*.png. The last line printed is the report's path.
     """
     from ocula.train.evaluation import evaluate as run_evaluation
 

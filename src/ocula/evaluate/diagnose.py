@@ -30,7 +30,7 @@ POOR_ECE = 0.10
 @dataclass(frozen=True)
 class Finding:
     level: str  # major | minor | info
-    kind: str  # underfitting | overfitting | data-limited | imbalance | label-noise | calibration | ...
+    kind: str  # healthy | underfitting | overfitting | generalisation-gap | data-limited | imbalance | ...
     title: str
     evidence: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
@@ -68,7 +68,7 @@ def diagnose(
                                    evidence, ["check the robustness section (--shift phone) before deploying",
                                               "more data for the weakest classes is the surest next gain"]))
     order = {"major": 0, "minor": 1, "info": 2}
-    return sorted(findings, key=lambda f: order[f.level])
+    return sorted(findings, key=lambda f: (f.kind != "healthy", order[f.level]))
 
 
 def _curves(epochs: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -85,8 +85,11 @@ def _fit(curves: dict[str, list[float]], summary: dict[str, Any], pretrained: bo
     train, val = curves["train"][-1], curves["val"][-1]
     gap = train - val
     n = len(curves["train"])
-    first_gap = curves["train"][0] - curves["val"][0]
-    evidence = [f"training accuracy {train:.3f}, validation accuracy {val:.3f} after {n} epoch(s) (gap {gap:+.3f})"]
+    # Epoch 1's training accuracy is averaged while the model changes fastest: compare from epoch 2.
+    ref = 1 if n >= MIN_EPOCHS else 0
+    first_gap = curves["train"][ref] - curves["val"][ref]
+    evidence = [f"learning curves: training accuracy {train:.3f}, validation accuracy {val:.3f} after {n} epoch(s) "
+                f"(gap {gap:+.3f})"]
     brief = n < MIN_EPOCHS and val < UNDERFIT_TRAIN  # too short to fit the data, let alone memorise it
     if brief or (train < UNDERFIT_TRAIN and gap < SMALL_GAP):
         still_rising = n >= 2 and curves["train"][-1] > curves["train"][-2] + 0.005
@@ -117,7 +120,7 @@ def _fit(curves: dict[str, list[float]], summary: dict[str, Any], pretrained: bo
     widening = n >= 2 and gap > first_gap + 0.05
     if gap >= MINOR_GAP and (widening or loss_rise):
         if widening:
-            evidence.append(f"the gap widened from {first_gap:+.3f} at epoch 1 to {gap:+.3f}")
+            evidence.append(f"the gap widened from {first_gap:+.3f} at epoch {ref + 1} to {gap:+.3f}")
         if loss_rise:
             evidence.append(f"validation loss rose from its minimum {min(val_loss):.3f} to {val_loss[-1]:.3f}")
         actions = [
@@ -133,6 +136,12 @@ def _fit(curves: dict[str, list[float]], summary: dict[str, Any], pretrained: bo
         level = "major" if gap >= OVERFIT_GAP else "minor"
         return [Finding(level, "overfitting", "Overfitting: training accuracy far above validation accuracy",
                         evidence, actions)]
+    if gap >= OVERFIT_GAP:
+        return [Finding("minor", "generalisation-gap", "A steady gap between training and validation accuracy",
+                        evidence + ["the gap is not widening and validation loss is not rising: the model is not "
+                                    "getting worse, but it fits the training images far better than new ones"],
+                        ["more labelled images close a steady gap most surely",
+                         "stronger augmentation (--augment phone) and regularisation (--drop-rate 0.3) help next"])]
     if train < 0.9 and gap < SMALL_GAP / 2:
         return [Finding("minor", "underfitting", "Some underfitting: there is room to fit the training data better",
                         evidence, ["train longer or unfreeze more layers (--mode finetune)",
@@ -203,6 +212,7 @@ def _calibration(summary: dict[str, Any]) -> list[Finding]:
                 f"against accuracy {summary['accuracy']:.3f}"]
     actions = (["fit a temperature on held-out data before using probabilities as confidence thresholds",
                 "label smoothing (--label-smoothing 0.1) tempers over-confidence"] if over else
-               ["the probabilities are too low: set thresholds on held-out data, or lower --label-smoothing",
-                "train longer: under-confidence often goes with an underfitting model"])
+               ["the probabilities are too low to read as confidence: a temperature below 1 fitted on "
+                "held-out data sharpens them; set decision thresholds on held-out data, not at 0.5",
+                "lower --label-smoothing, which caps how confident the model may become"])
     return [Finding("minor", "calibration", f"Poor calibration: the model is {direction}", evidence, actions)]

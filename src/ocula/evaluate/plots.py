@@ -40,9 +40,9 @@ def learning_curves(epochs: list[dict[str, Any]]) -> bytes | None:
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="center right")
     if switches:
-        axes[0].annotate("backbone unfrozen", (switches[0] - 0.5, 0.02), xycoords=("data", "axes fraction"),
+        axes[0].annotate(" backbone unfrozen", (switches[0] - 0.5, 0.9), xycoords=("data", "axes fraction"),
                          fontsize=8, color="grey")
     return _png(fig)
 
@@ -78,8 +78,8 @@ def reliability_diagram(calibration: dict[str, Any]) -> bytes:
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
     centres = [(b["low"] + b["high"]) / 2 for b in bins]
     ax.bar(centres, [b["accuracy"] for b in bins], width=0.09, alpha=0.7, label="accuracy in bin")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="C1", markersize=4,
-            label="mean confidence")
+    ax.plot(centres, [b["confidence"] for b in bins], "o-", color="C1", markersize=4,
+            label="mean confidence in bin")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence of the top prediction")
