@@ -85,6 +85,20 @@ def predict(
 
 
 @app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="A run directory written by `ocula train`.")],
+    format: Annotated[str, Opt("--format", help="onnx: one graph from uint8 images to probabilities.")] = "onnx",
+) -> None:
+    """Export the run's model with its preprocessing, checked against PyTorch; the last line is the file."""
+    from ocula.serve import export as run_export
+
+    err.print(f"exporting {run} to {format} and checking it against PyTorch ...", highlight=False)
+    result = run_export(run, format=format)
+    print(f"max abs difference from PyTorch: {result.max_abs_diff:.2e} (probability, on {result.checked_on})")
+    print(result.path)
+
+
+@app.command()
 def demo(
     budget: Annotated[str, Opt(help="Time budget for the demo run.")] = "3m",
     runs_root: Annotated[str, Opt(help="Folder of runs.")] = "runs",

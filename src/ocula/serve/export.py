@@ -1,0 +1,109 @@
+"""``ocula export RUN --format onnx``: the run's model as one ONNX graph, checked against PyTorch.
+
+The graph carries the card's preprocessing: it takes the uint8 images exactly as validation
+saw them (N x 3 x H x W after the resize and centre crop, 0..255) and returns class
+probabilities, so a runtime needs nothing from ocula but the resize and crop the card
+describes. The export is checked numerically on the run's own validation images (or seeded
+random pixels when they are gone): the largest absolute difference in probability between
+ONNX Runtime and PyTorch is reported, and an export above ``TOLERANCE`` is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ocula.data.imageio import read_bytes
+from ocula.errors import ImageError, ModelError, unknown
+from ocula.models.preprocess import Preprocessing
+from ocula.models.predictor import Predictor
+from ocula.storage import RunDir, read_json, write_json
+
+FORMATS = ("onnx",)
+TOLERANCE = 1e-4  # probability; float32 kernels differ by ~1e-6 on this model
+CHECK_IMAGES = 16
+INPUT, OUTPUT = "images", "probabilities"
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path
+    max_abs_diff: float
+    checked_on: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "max_abs_diff": self.max_abs_diff, "checked_on": self.checked_on,
+                "seconds": round(self.seconds, 2), "input": INPUT, "output": OUTPUT, "tolerance": TOLERANCE}
+
+
+class WithPreprocessing(nn.Module):
+    """uint8 NCHW images -> class probabilities: normalisation, model and softmax in one graph."""
+
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.model = model
+        self.preprocessing = preprocessing
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(self.preprocessing.normalize(images)), dim=1)
+
+
+def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # noqa: A002 (the CLI's word)
+    """Write ``RUN/model/model.onnx`` and ``RUN/model/export.json``; return what was checked."""
+    if format not in FORMATS:
+        raise unknown("export format", format, FORMATS)
+    run_dir = RunDir.open(run, need=("card", "weights"))
+    began = time.perf_counter()
+    predictor = Predictor.from_run(run_dir.path)
+    wrapped = WithPreprocessing(predictor.model, predictor.preprocessing).eval()
+    batch, checked_on = _check_batch(predictor, run_dir)
+    target = run_dir.model_dir / "model.onnx"
+    sample = batch[:2]
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    program = torch.onnx.export(wrapped, (sample,), input_names=[INPUT], output_names=[OUTPUT],
+                                dynamic_shapes=dynamic, dynamo=True, verbose=False)
+    partial = target.with_suffix(".partial")
+    program.save(str(partial))
+    difference = _max_abs_diff(partial, wrapped, batch)
+    if not difference <= TOLERANCE:  # also refuses NaN
+        partial.unlink()
+        raise ModelError(f"the ONNX export differs from PyTorch by {difference:.2e} in probability",
+                         hint=f"refused above {TOLERANCE:g}; please report the model name")
+    os.replace(partial, target)
+    result = Export(target, difference, checked_on, time.perf_counter() - began)
+    write_json(run_dir.model_dir / "export.json", {"onnx": result.to_dict()})
+    return result
+
+
+def _check_batch(predictor: Predictor, run_dir: RunDir) -> tuple[torch.Tensor, str]:
+    """Up to CHECK_IMAGES of the run's validation images as the model sees them, else random pixels."""
+    images = []
+    if run_dir.split.exists():
+        for path, *_ in read_json(run_dir.split).get("val", [])[:CHECK_IMAGES]:
+            try:
+                images.append(predictor.tensor(read_bytes(path), path))
+            except (OSError, ImageError):  # moved or damaged since training: check on the others
+                continue
+    if len(images) >= 2:
+        return torch.stack(images), f"{len(images)} validation images"
+    size = predictor.card.input_size
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (CHECK_IMAGES, 3, size, size), dtype=torch.uint8, generator=generator), \
+        f"{CHECK_IMAGES} random images (the validation images are not on this machine)"
+
+
+@torch.inference_mode()
+def _max_abs_diff(path: Path, model: nn.Module, batch: torch.Tensor) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_probs = session.run([OUTPUT], {INPUT: batch.numpy()})[0]
+    return float(np.abs(onnx_probs - model(batch).numpy()).max())

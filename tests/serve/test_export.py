@@ -1,0 +1,51 @@
+"""ONNX export of a real run: one graph from uint8 images to probabilities, equal to PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import ocula
+from ocula.models.predictor import Predictor
+from ocula.storage import read_json
+from tests.conftest import run_cli, write_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    return ocula.train(write_dataset(root / "data", per_class=8), model="small_cnn", pretrained="none", mode="full",
+                       epochs=2, out=str(root / "run"), runs_root=str(root), quiet=True)
+
+
+def test_export_cli_writes_a_checked_onnx_model_with_its_preprocessing(run):
+    result = run_cli("export", str(run.path), "--format", "onnx")
+    assert result.returncode == 0, result.stderr
+    onnx_path = run.path / "model" / "model.onnx"
+    assert result.stdout.strip().splitlines()[-1] == str(onnx_path)
+    record = read_json(run.path / "model" / "export.json")["onnx"]
+    assert record["max_abs_diff"] <= 1e-4 and "validation images" in record["checked_on"]
+    # A runtime needs only the resize and crop: uint8 pixels in, probabilities out, any batch size.
+    predictor = Predictor.from_run(run.path)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    size = predictor.card.input_size
+    for n in (1, 5):
+        pixels = np.random.default_rng(n).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+        probs = session.run(["probabilities"], {"images": pixels})[0]
+        expected = predictor.probabilities_of(torch.from_numpy(pixels))
+        assert probs.shape == (n, len(predictor.card.labels))
+        np.testing.assert_allclose(probs, expected, atol=1e-5)
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "{run}", "--format", "tflite"], "unknown export format 'tflite'"),
+    (["export", "{root}/nope"], "does not exist"),
+])
+def test_export_bad_arguments_are_one_line_and_exit_2(run, args, message):
+    result = run_cli(*[a.format(run=run.path, root=run.path.parent) for a in args])
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
