@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from ocula.data.phone import _homography, _motion_blur, _recompress
+from ocula.data.phone import _motion_blur, _recompress, pixel_grid, warp
 from ocula.errors import unknown
 
 SEVERITIES = (1, 2, 3)
@@ -99,17 +99,8 @@ def _noise(x: torch.Tensor, std: float, scale: float, rng: np.random.Generator) 
 
 
 def _warp(x: torch.Tensor, corners: np.ndarray) -> torch.Tensor:
-    """Resample ``x`` so that its outline maps from ``corners`` (source pixels, clockwise from
-    top-left); borders reflect instead of turning black."""
     height, width = x.shape[-2:]
-    outline = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
-    homography = torch.from_numpy(_homography(outline, corners).T).float()
-    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(-1, 3) @ homography
-    xy = points[:, :2] / points[:, 2:3]
-    grid = torch.stack([xy[:, 0] / width * 2 - 1, xy[:, 1] / height * 2 - 1], -1).view(1, height, width, 2)
-    return torch.nn.functional.grid_sample(x[None], grid, mode="bilinear", padding_mode="reflection",
-                                           align_corners=False)[0]
+    return warp(x, corners, pixel_grid(height, width), height, width)
 
 
 def _rotation_perspective(x: torch.Tensor, degrees: float, scale: float, rng: np.random.Generator) -> torch.Tensor:

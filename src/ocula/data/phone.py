@@ -72,9 +72,7 @@ class PhonePhoto:
         self.image_size = image_size
         self.params = params or PhoneParams()
         self.pixel_scale = image_size / 224
-        centres = torch.arange(image_size, dtype=torch.float32) + 0.5
-        ys, xs = torch.meshgrid(centres, centres, indexing="ij")
-        self._grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(-1, 3)
+        self._grid = pixel_grid(image_size, image_size)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         p = self.params
@@ -128,13 +126,27 @@ class PhonePhoto:
             jitter = (torch.rand(4, 2).numpy() * 2 - 1) * p.max_perspective
             corners = corners + jitter * np.array([crop_w, crop_h])
         corners = corners + np.array([left, top])
-        size = self.image_size
-        homography = _homography(np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=np.float64), corners)
-        points = self._grid @ torch.from_numpy(homography.T).float()
-        xy = points[:, :2] / points[:, 2:3]
-        # grid_sample wants [-1, 1] across the source's outer pixel edges (align_corners=False).
-        grid = torch.stack([xy[:, 0] / width * 2 - 1, xy[:, 1] / height * 2 - 1], dim=-1).view(1, size, size, 2)
-        return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="reflection", align_corners=False)[0]
+        return warp(image, corners, self._grid, self.image_size, self.image_size)
+
+
+def pixel_grid(height: int, width: int) -> torch.Tensor:
+    """Homogeneous (x, y, 1) coordinates of the pixel centres of a height x width image, row-major."""
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32) + 0.5,
+                            torch.arange(width, dtype=torch.float32) + 0.5, indexing="ij")
+    return torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(-1, 3)
+
+
+def warp(image: torch.Tensor, corners: np.ndarray, grid: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Float CHW ``image`` resampled into ``height`` x ``width`` whose outline maps onto ``corners``
+    (source pixels, clockwise from top-left); ``grid`` is ``pixel_grid(height, width)``. Borders
+    reflect instead of turning black."""
+    source_h, source_w = image.shape[-2:]
+    outline = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float64)
+    points = grid @ torch.from_numpy(_homography(outline, corners).T).float()
+    xy = points[:, :2] / points[:, 2:3]
+    # grid_sample wants [-1, 1] across the source's outer pixel edges (align_corners=False).
+    sample = torch.stack([xy[:, 0] / source_w * 2 - 1, xy[:, 1] / source_h * 2 - 1], dim=-1).view(1, height, width, 2)
+    return F.grid_sample(image[None], sample, mode="bilinear", padding_mode="reflection", align_corners=False)[0]
 
 
 def _crop_box(

@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ocula.evaluate import plots
-
 LEVEL_LABEL = {"major": "act on this", "minor": "worth fixing", "info": "note"}
 
 
@@ -65,6 +63,8 @@ def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem])
 
 
 def _figures(report: dict[str, Any], gallery: list[GalleryItem]) -> dict[str, bytes]:
+    from ocula.evaluate import plots  # matplotlib costs ~0.4 s to import: only when a report is drawn
+
     summary = report["summary"]
     made = {
         "learning_curves": plots.learning_curves(report.get("history") or []),

@@ -28,7 +28,7 @@ class Predictor:
         self.model = model.eval()
         self.card = card
         self.preprocessing = card.preprocessing
-        self.crop = v2.CenterCrop(card.input_size)  # uint8 CHW at the resize size -> the model's input
+        self._crop = v2.CenterCrop(card.input_size)  # uint8 CHW at the resize size -> the model's input
 
     @classmethod
     def from_run(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -48,8 +48,11 @@ class Predictor:
 
     def tensor(self, data: bytes, name: str = "<image>") -> torch.Tensor:
         """Encoded image -> uint8 CHW tensor exactly as validation saw it (ImageError if unusable)."""
-        array = decode_resized(data, name, self.preprocessing.resize_short_side)
-        return self.crop(torch.from_numpy(array).permute(2, 0, 1))
+        return self.cropped(decode_resized(data, name, self.preprocessing.resize_short_side))
+
+    def cropped(self, array: np.ndarray) -> torch.Tensor:
+        """A decoded, resized HWC uint8 array -> the uint8 CHW input the model sees (centre crop)."""
+        return self._crop(torch.from_numpy(array).permute(2, 0, 1))
 
     def probabilities(self, images: list[bytes]) -> np.ndarray:
         return self.probabilities_of(torch.stack([self.tensor(data) for data in images]))

@@ -250,13 +250,11 @@ def _decoded_chunks(predictor: Predictor, items: list[tuple[str, int]],
 
 
 def _probabilities(predictor: Predictor, images: list[np.ndarray]) -> np.ndarray:
-    batch = torch.stack([predictor.crop(torch.from_numpy(image).permute(2, 0, 1)) for image in images])
-    return predictor.probabilities_of(batch)
+    return predictor.probabilities_of(torch.stack([predictor.cropped(image) for image in images]))
 
 
 def _thumbnail(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    crop = predictor.crop(torch.from_numpy(image).permute(2, 0, 1)).permute(1, 2, 0).numpy()
-    thumb = Image.fromarray(np.ascontiguousarray(crop))
+    thumb = Image.fromarray(np.ascontiguousarray(predictor.cropped(image).permute(1, 2, 0).numpy()))
     thumb.thumbnail((THUMBNAIL, THUMBNAIL))
     return np.asarray(thumb)
 
