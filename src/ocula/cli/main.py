@@ -27,6 +27,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
 app.command()(evaluate_cmd.evaluate)
 app.command()(evaluate_cmd.compare)
+# serving commands (cli/serve_cmd.py, cli/batch_cmd.py, cli/monitor_cmd.py)
 err = Console(stderr=True, highlight=False)
 
 Opt = typer.Option

@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchvision.transforms import v2
-
 from ocula.data.decode_cache import decode_resized
 from ocula.data.imageio import read_bytes
 from ocula.errors import ModelError
@@ -28,7 +26,6 @@ class Predictor:
         self.model = model.eval()
         self.card = card
         self.preprocessing = card.preprocessing
-        self._crop = v2.CenterCrop(card.input_size)  # uint8 CHW at the resize size -> the model's input
 
     @classmethod
     def from_run(cls, path: str | os.PathLike[str]) -> Predictor:
@@ -52,7 +49,7 @@ class Predictor:
 
     def cropped(self, array: np.ndarray) -> torch.Tensor:
         """A decoded, resized HWC uint8 array -> the uint8 CHW input the model sees (centre crop)."""
-        return self._crop(torch.from_numpy(array).permute(2, 0, 1))
+        return torch.from_numpy(self.preprocessing.crop(array))
 
     def probabilities(self, images: list[bytes]) -> np.ndarray:
         return self.probabilities_of(torch.stack([self.tensor(data) for data in images]))

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ocula.errors import ModelError
@@ -72,6 +73,19 @@ class Preprocessing:
             resize + crop + "scale to [0,1], "
             f"normalise mean={_fmt(self.mean)} std={_fmt(self.std)}"
         )
+
+    def crop(self, array: np.ndarray) -> np.ndarray:
+        """A decoded HWC uint8 array at ``resize_short_side`` -> the CHW uint8 input (a view).
+
+        The centre crop with torchvision's anchor (``round((h - size) / 2)``), so it is the
+        same slice ``transforms.v2.CenterCrop`` takes.
+        """
+        size = self.input_size
+        height, width = array.shape[:2]
+        if height < size or width < size:
+            raise ValueError(f"crop expects at least {size}x{size} pixels, got {width}x{height}")
+        top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+        return array[top:top + size, left:left + size].transpose(2, 0, 1)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (NCHW or CHW, 0..255) -> float32 normalised; keeps channels_last.
