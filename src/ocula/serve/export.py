@@ -32,6 +32,10 @@ CHECK_IMAGES = 16
 INPUT, OUTPUT = "images", "probabilities"
 
 
+class ExportError(ModelError):
+    """The model could not be converted, or the conversion disagrees with PyTorch."""
+
+
 @dataclass(frozen=True)
 class Export:
     path: Path
@@ -68,14 +72,19 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
     target = run_dir.model_dir / "model.onnx"
     sample = batch[:2]
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},)
-    program = torch.onnx.export(wrapped, (sample,), input_names=[INPUT], output_names=[OUTPUT],
-                                dynamic_shapes=dynamic, dynamo=True, verbose=False)
     partial = target.with_suffix(".partial")
-    program.save(str(partial))
+    try:
+        program = torch.onnx.export(wrapped, (sample,), input_names=[INPUT], output_names=[OUTPUT],
+                                    dynamic_shapes=dynamic, dynamo=True, verbose=False)
+        program.save(str(partial))
+    except Exception as error:  # noqa: BLE001 - an operator the exporter cannot convert: one line
+        partial.unlink(missing_ok=True)
+        raise ExportError(f"{predictor.card.arch} cannot be converted to ONNX: {str(error).splitlines()[0]}",
+                          hint="serve it with --backend torch") from None
     difference = _max_abs_diff(partial, wrapped, batch)
     if not difference <= TOLERANCE:  # also refuses NaN
         partial.unlink()
-        raise ModelError(f"the ONNX export differs from PyTorch by {difference:.2e} in probability",
+        raise ExportError(f"the ONNX export differs from PyTorch by {difference:.2e} in probability",
                          hint=f"refused above {TOLERANCE:g}; please report the model name")
     os.replace(partial, target)
     result = Export(target, difference, checked_on, time.perf_counter() - began)

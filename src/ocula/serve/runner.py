@@ -138,12 +138,12 @@ def load_runner(run: str | os.PathLike[str], *, backend: str = "auto", int8: boo
         return TorchRunner(run_dir.path, threads=threads, max_pixels=max_pixels)
     path = run_dir.model_dir / "model.onnx"
     if not _fresh(path, run_dir.weights):
-        from ocula.serve.export import export
+        from ocula.serve.export import ExportError, export
 
         say(f"exporting {run_dir.path} to ONNX (once; `ocula export` does it ahead of time) ...")
         try:
             export(run_dir.path)
-        except ModelError as error:
+        except ExportError as error:  # a broken weights file is a ModelError and stops here
             if backend == "onnx":
                 raise
             say(f"ONNX export failed ({error}); serving with PyTorch")

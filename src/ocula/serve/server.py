@@ -1,0 +1,81 @@
+"""``ocula serve``: load the run once, then run the app on uvicorn (one or several workers).
+
+With ``workers > 1`` uvicorn starts each worker from an import string, so the options travel
+in the ``OCULA_SERVE`` environment variable and every worker rebuilds its app with
+``from_environment``. The parent loads the model first: a broken run fails before any port is
+opened, and the ONNX export happens once rather than once per worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ocula.errors import UsageError
+from ocula.serve.app import Settings, create_app
+from ocula.serve.capture import Capture
+from ocula.serve.runner import MAX_PIXELS, cpu_count, load_runner
+
+ENV = "OCULA_SERVE"
+
+
+@dataclass
+class Options:
+    run: str
+    backend: str = "auto"
+    int8: bool = False
+    max_batch: int = 16
+    max_delay_ms: float = 5.0
+    max_body_mb: float = 6.0
+    max_megapixels: float = MAX_PIXELS / 1e6
+    capture_dir: str | None = None
+    capture_percent: float = 100.0
+    threads: int | None = None  # inference threads per worker; default cores / workers
+
+    def check(self) -> None:
+        if self.max_batch < 1:
+            raise UsageError(f"--max-batch {self.max_batch} must be at least 1")
+        if self.max_delay_ms < 0:
+            raise UsageError(f"--max-delay-ms {self.max_delay_ms:g} must not be negative")
+        if self.max_body_mb <= 0 or self.max_megapixels <= 0:
+            raise UsageError("--max-body-mb and --max-megapixels must be positive")
+
+
+def build_app(options: Options, *, log=None):
+    options.check()
+    runner = load_runner(options.run, backend=options.backend, int8=options.int8, threads=options.threads,
+                         max_pixels=int(options.max_megapixels * 1e6), log=log)
+    capture = Capture(options.capture_dir, options.capture_percent) if options.capture_dir else None
+    settings = Settings(max_batch=options.max_batch, max_delay_ms=options.max_delay_ms,
+                        max_body_bytes=int(options.max_body_mb * 2**20), capture=capture)
+    return create_app(runner, settings)
+
+
+def from_environment():
+    """uvicorn's app factory in each worker process."""
+    return build_app(Options(**json.loads(os.environ[ENV])))
+
+
+def serve(options: Options, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+          access_log: bool = False, log=None) -> None:
+    import uvicorn
+
+    if workers < 1:
+        raise UsageError(f"--workers {workers} must be at least 1")
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port", hint="use 1-65535, e.g. 8080")
+    if options.threads is None:
+        options.threads = max(1, cpu_count() // workers)
+    app = build_app(options, log=log)  # fails here, in one line, on a bad run
+    say = log or print
+    say(f"serving {options.run} with {app.state.runner.describe()} on http://{host}:{port} "
+        f"(POST /invocations, GET /ping, /docs, /metrics); Ctrl-C stops")
+    config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": access_log,
+                              "timeout_graceful_shutdown": 5}
+    if workers == 1:
+        uvicorn.run(app, **config)
+        return
+    os.environ[ENV] = json.dumps(asdict(options))
+    uvicorn.run("ocula.serve.server:from_environment", factory=True, workers=workers, **config)
