@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ocula.cli import data_cmd, evaluate_cmd, runs_cmd
+from ocula.cli import batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd
 from ocula.errors import OculaError
 
 app = typer.Typer(
@@ -28,6 +28,9 @@ app.add_typer(runs_cmd.app, name="runs")
 app.command()(evaluate_cmd.evaluate)
 app.command()(evaluate_cmd.compare)
 # serving commands (cli/serve_cmd.py, cli/batch_cmd.py, cli/monitor_cmd.py)
+app.command()(monitor_cmd.monitor)
+app.command()(batch_cmd.batch)
+app.command()(serve_cmd.serve)
 err = Console(stderr=True, highlight=False)
 
 Opt = typer.Option
@@ -89,6 +92,8 @@ def predict(
 def export(
     run: Annotated[str, typer.Argument(help="A run directory written by `ocula train`.")],
     format: Annotated[str, Opt("--format", help="onnx: one graph from uint8 images to probabilities.")] = "onnx",
+    int8: Annotated[bool, Opt("--int8", help="Also quantise to int8 (calibrated on training images), kept only if validation accuracy holds.")] = False,
+    max_drop: Annotated[float, Opt(help="--int8: largest validation accuracy drop accepted, as a fraction.")] = 0.01,
 ) -> None:
     """Export the run's model with its preprocessing, checked against PyTorch; the last line is the file."""
     from ocula.serve import export as run_export
@@ -96,7 +101,18 @@ def export(
     err.print(f"exporting {run} to {format} and checking it against PyTorch ...", highlight=False)
     result = run_export(run, format=format)
     print(f"max abs difference from PyTorch: {result.max_abs_diff:.2e} (probability, on {result.checked_on})")
-    print(result.path)
+    if not int8:
+        print(result.path)
+        return
+    from ocula.serve.quantize import quantize
+
+    q = quantize(run, result.path, max_drop=max_drop, log=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    print(f"int8: validation accuracy {q.accuracy_fp32:.4f} -> {q.accuracy_int8:.4f} ({-q.drop * 100:+.1f} points "
+          f"on {q.images} images), {q.speedup:.2f}x the fp32 speed")
+    if q.path is None:
+        raise OculaError(f"int8 refused: it loses {q.drop * 100:.1f} points, above the {max_drop * 100:g}-point limit",
+                         hint=f"serve the fp32 model ({result.path}), or raise --max-drop")
+    print(q.path)
 
 
 @app.command()

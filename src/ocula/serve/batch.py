@@ -1,0 +1,326 @@
+"""Offline scoring: a folder, an image or a manifest in; one JSON line per image out (``ocula batch``).
+
+Each line is ``{"source", "label", "probability", "prediction"}`` (+ ``"true_label"`` when the
+input carries labels, + ``"top_k"`` when ``top_k > 1``). Images are decoded in a thread pool at
+most ``PREFETCH`` batches ahead of the model, so memory holds a few batches of pixels whatever
+the input's size, and each batch's lines go out in one write: an interruption (Ctrl-C or a
+kill) loses at most the batch in progress. Running the same command again reads the output,
+drops a torn last line, skips every source already there and appends the rest. Unusable files
+are skipped, listed in ``<out stem>.errors.jsonl`` and tried again on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ocula.data.imageio import read_bytes
+from ocula.data.readers import IMAGE_EXTENSIONS, load_source
+from ocula.errors import DataError, ImageError, Interrupted, UsageError
+from ocula.serve.runner import Runner, load_runner
+from ocula.storage import RunDir
+
+PREFETCH = 2  # batches decoding ahead of the model
+FOLDER_FORMATS = frozenset({"class_folders", "split_folders"})  # load_source layouts that are "just a folder"
+_SPLIT_MANIFESTS = {"train.txt": "train", "training.txt": "train", "val.txt": "val", "validation.txt": "val",
+                    "test.txt": "test"}
+_IGNORED = ("__MACOSX",)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to score: its path or URL as written to the output, and its label if the input had one."""
+
+    source: str
+    true_label: str | None = None
+
+
+@dataclass
+class BatchResult:
+    """What one ``score`` call did; ``bad`` lists (path, reason) for the files it skipped."""
+
+    out: Path
+    errors: Path
+    input: str  # what the input was read as
+    total: int  # images in the input
+    written: int  # lines appended by this call
+    skipped_existing: int  # images already in the output from an earlier run
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    peak_rss_mb: int = 0
+    model: str = ""
+
+
+def score(
+    run: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    batch_size: int = 32,
+    top_k: int = 1,
+    progress: bool = True,
+    int8: bool = False,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BatchResult:
+    """Score every image of ``source`` with the model in ``run``, appending JSON Lines to ``out``.
+
+    ``source`` is read by one rule:
+
+    - an image file (a suffix in ``IMAGE_EXTENSIONS``) is scored alone;
+    - ``train.txt`` / ``val.txt`` / ``test.txt`` beside ``classes.csv`` and ``train.txt`` is that
+      split of the ``path, fine_id, coarse_id`` layout, with its labels;
+    - any other file must be a manifest ``load_source`` reads (``.lst``, CSV, JSON Lines);
+    - a folder is a manifest layout when ``load_source`` finds one there (``train.txt`` +
+      ``classes.csv``, ``train.csv``/``.lst``/``.jsonl``, SageMaker channels): all of its
+      samples (train, val and test) are scored and each line keeps the ``true_label``;
+    - any other folder, class folders included, is scanned recursively for image files
+      (hidden files and ``__MACOSX`` left out), in sorted order, without labels.
+
+    Sources are absolute local paths (or the manifest's URLs). ``out`` is continued, never
+    overwritten: sources it already holds are skipped. Ctrl-C raises ``Interrupted`` once
+    the finished batches are on disk.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1, got {batch_size}")
+    if top_k < 1:
+        raise UsageError(f"top-k must be at least 1, got {top_k}")
+    RunDir.open(run, need=("card", "weights"))  # a wrong run path fails before any file is touched
+    items, kind = resolve_input(source)
+    out_path = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
+    errors_path = errors_path_for(out_path)
+    items = _unique(items)
+    done = read_done(out_path)
+    todo = [item for item in items if item.source not in done]
+    result = BatchResult(out=out_path, errors=errors_path, input=kind, total=len(items), written=0,
+                         skipped_existing=len(items) - len(todo))
+    if not todo:
+        errors_path.unlink(missing_ok=True)
+        result.model = "not loaded (nothing left to score)"
+        result.peak_rss_mb = _peak_rss_mb()
+        return result
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UsageError(f"cannot write {out_path}: {error.strerror}", hint="choose another --out") from None
+    try:
+        runner = load_runner(run, backend=backend, int8=int8, threads=threads, log=log)
+    except BaseException:
+        os.close(fd)
+        raise
+    result.model = runner.describe()
+    k = min(top_k, len(runner.labels))
+    began = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocula-decode")
+    try:
+        with errors_path.open("w", encoding="utf-8") as errors, _progress(progress, len(todo)) as advance:
+            for good, bad in _prepared_batches(runner, todo, batch_size, pool):
+                if good:
+                    probs = runner.predict(np.stack([array for _, array in good]))
+                    _write_all(fd, "".join(json.dumps(_record(item, row, runner.labels, k)) + "\n"
+                                           for (item, _), row in zip(good, probs)).encode("utf-8"))
+                    result.written += len(good)
+                if bad:
+                    errors.write("".join(json.dumps({"source": item.source, "reason": error.reason,
+                                                     "detail": error.detail}) + "\n" for item, error in bad))
+                    errors.flush()
+                    result.bad.extend((item.source, error.reason) for item, error in bad)
+                advance(len(good) + len(bad))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {result.written} images written to {out_path} by this run",
+                          hint="run the same command again to continue where it stopped") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        os.close(fd)
+        result.seconds = time.perf_counter() - began
+        result.images_per_second = result.written / result.seconds if result.seconds > 0 else 0.0
+        result.peak_rss_mb = _peak_rss_mb()
+        if not result.bad:
+            errors_path.unlink(missing_ok=True)
+    return result
+
+
+def resolve_input(source: str | os.PathLike[str]) -> tuple[list[Item], str]:
+    """The images of ``source`` by the rule in ``score``'s docstring, and a phrase saying how it was read."""
+    text = os.fspath(source)
+    if "://" in text:
+        return _from_data_source(load_source(text))
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise UsageError(f"input {text!r} does not exist",
+                         hint="give a folder of images, an image file or a manifest (.lst, CSV, JSON Lines)")
+    path = Path(os.path.abspath(path))
+    if path.is_file():
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            return [Item(str(path))], "one image"
+        split = _SPLIT_MANIFESTS.get(path.name.lower())
+        if split and (path.parent / "classes.csv").is_file() and (path.parent / "train.txt").is_file():
+            data = load_source(path.parent)
+            samples = getattr(data, split) or []
+            return [Item(s.path, s.label) for s in samples], f"{path.name} ({data.format}, {split} split, labelled)"
+        return _from_data_source(load_source(path))
+    try:
+        data = load_source(path)
+    except DataError:
+        data = None  # no layout load_source knows: a plain folder of images
+    if data is not None and data.format not in FOLDER_FORMATS:
+        return _from_data_source(data)
+    images = _scan(path)
+    if not images:
+        raise DataError(f"no image files under {path}",
+                        hint=f"ocula batch reads {', '.join(sorted(IMAGE_EXTENSIONS))} files, or a manifest")
+    return [Item(p) for p in images], "folder"
+
+
+def errors_path_for(out: Path) -> Path:
+    """``preds.jsonl`` -> ``preds.errors.jsonl``: the unusable files of the last run."""
+    return out.with_name((out.stem if out.suffix else out.name) + ".errors.jsonl")
+
+
+def read_done(out: Path) -> set[str]:
+    """Sources already in ``out``; a torn last line (an interrupted write) is cut off the file."""
+    if not out.exists():
+        return set()
+    if not out.is_file():
+        raise UsageError(f"--out {out} is not a file", hint="give a file name such as preds.jsonl")
+    done: set[str] = set()
+    keep = 0
+    with out.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            if raw.strip() == b"" and raw.endswith(b"\n"):
+                keep += len(raw)
+                continue
+            try:
+                record = json.loads(raw)
+                complete = raw.endswith(b"\n") and isinstance(record["source"], str)
+            except (ValueError, KeyError, TypeError):
+                complete = False
+            if not complete:
+                if handle.read().strip():
+                    raise UsageError(f"{out}:{lineno} is not a line `ocula batch` wrote",
+                                     hint="give another --out, or delete the file to start over")
+                break
+            done.add(record["source"])
+            keep += len(raw)
+    if keep < out.stat().st_size:
+        os.truncate(out, keep)
+    return done
+
+
+def _from_data_source(data: Any) -> tuple[list[Item], str]:
+    samples = [s for part in (data.train, data.val, data.test) for s in (part or [])]
+    if data.format in FOLDER_FORMATS:  # a remote folder: load_source listed it, the folder names are not labels
+        return [Item(s.path) for s in samples], "folder"
+    parts = ", ".join(f"{name} {len(part)}" for name, part in (("train", data.train), ("val", data.val),
+                                                                ("test", data.test)) if part)
+    return [Item(s.path, s.label) for s in samples], f"{data.format} manifest ({parts}; labelled)"
+
+
+def _scan(folder: Path) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not (d.startswith(".") or d in _IGNORED)]
+        found.extend(os.path.join(root, name) for name in files
+                     if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(found)
+
+
+def _unique(items: list[Item]) -> list[Item]:
+    """First occurrence of each source (a manifest may list an image twice)."""
+    seen: set[str] = set()
+    return [item for item in items if not (item.source in seen or seen.add(item.source))]
+
+
+def _prepared_batches(runner: Runner, items: list[Item], batch_size: int, pool: ThreadPoolExecutor
+                      ) -> Iterator[tuple[list[tuple[Item, np.ndarray]], list[tuple[Item, ImageError]]]]:
+    """(cropped images, unusable files) per batch; decoding runs in ``pool``, ``PREFETCH`` batches ahead."""
+
+    def load(chunk: list[Item]) -> tuple[list[tuple[Item, np.ndarray]], list[tuple[Item, ImageError]]]:
+        good, bad = [], []
+        for item in chunk:
+            try:
+                good.append((item, runner.crop(runner.prepare(read_bytes(item.source), item.source))))
+            except ImageError as error:
+                bad.append((item, error))
+            except Exception as error:  # noqa: BLE001 - one odd file must not end a long run
+                bad.append((item, ImageError(item.source, "unreadable", f"{type(error).__name__}: {error}")))
+        return good, bad
+
+    chunks = (items[i : i + batch_size] for i in range(0, len(items), batch_size))
+    pending = deque(pool.submit(load, chunk) for chunk in islice(chunks, PREFETCH))
+    while pending:
+        loaded = pending.popleft().result()
+        following = next(chunks, None)
+        if following is not None:
+            pending.append(pool.submit(load, following))
+        yield loaded
+
+
+def _record(item: Item, row: np.ndarray, labels: list[str], k: int) -> dict[str, Any]:
+    best = int(row.argmax())
+    record: dict[str, Any] = {"source": item.source, "label": labels[best],
+                              "probability": round(float(row[best]), 6), "prediction": best}
+    if item.true_label is not None:
+        record["true_label"] = item.true_label
+    if k > 1:
+        order = np.argsort(-row, kind="stable")[:k]
+        record["top_k"] = [[labels[j], round(float(row[j]), 6)] for j in order]
+    return record
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _peak_rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+class _Speed(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+
+
+class _progress:
+    """A rich bar on stderr (images, img/s, ETA) when asked for and stderr is a terminal."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        console = Console(stderr=True, highlight=False)
+        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), _Speed(), TextColumn("ETA"),
+                            TimeRemainingColumn(), console=console, transient=True,
+                            disable=not enabled or not console.is_terminal)
+        self.task = self.bar.add_task("scoring", total=total)
+
+    def __enter__(self) -> Callable[[int], None]:
+        self.bar.__enter__()
+        return lambda n: self.bar.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
