@@ -49,3 +49,31 @@ def test_export_cli_writes_a_checked_onnx_model_with_its_preprocessing(run):
 def test_export_bad_arguments_are_one_line_and_exit_2(run, args, message):
     result = run_cli(*[a.format(run=run.path, root=run.path.parent) for a in args])
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_int8_reports_its_accuracy_change_and_speed_and_serves(run):
+    result = run_cli("export", str(run.path), "--int8", "--max-drop", "1")
+    assert result.returncode == 0, result.stderr
+    record = read_json(run.path / "model" / "export.json")
+    int8 = record["int8"]
+    assert record["onnx"]["max_abs_diff"] <= 1e-4  # the fp32 check is kept beside it
+    assert int8["accepted"] and int8["validation_images"] > 0 and int8["speedup"] > 0
+    assert int8["drop"] == pytest.approx(int8["accuracy_fp32"] - int8["accuracy_int8"], abs=1e-4)
+    assert f"int8: validation accuracy {int8['accuracy_fp32']:.4f} -> {int8['accuracy_int8']:.4f}" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == str(run.path / "model" / "model.int8.onnx")
+
+    from ocula.serve.runner import load_runner
+
+    runner = load_runner(run.path, int8=True)
+    size = runner.card.input_size
+    probs = runner.predict(np.random.default_rng(0).integers(0, 256, (3, 3, size, size), dtype=np.uint8))
+    assert probs.shape == (3, len(runner.labels)) and np.allclose(probs.sum(1), 1, atol=1e-3)
+
+
+def test_int8_is_refused_above_the_accuracy_limit(run):
+    # max-drop -1 demands int8 beat fp32 by 100 points: always refused, and nothing is written.
+    (run.path / "model" / "model.int8.onnx").unlink(missing_ok=True)
+    result = run_cli("export", str(run.path), "--int8", "--max-drop", "-1")
+    assert result.returncode == 1 and "int8 refused" in result.stderr and "Traceback" not in result.stderr
+    assert not (run.path / "model" / "model.int8.onnx").exists()
+    assert read_json(run.path / "model" / "export.json")["int8"]["accepted"] is False

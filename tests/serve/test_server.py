@@ -60,8 +60,9 @@ class Server:
         finally:
             connection.close()
 
-    def invoke(self, body: bytes, content_type: str = "image/jpeg", accept: str | None = None, query: str = ""):
-        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+    def invoke(self, body: bytes, content_type: str = "image/jpeg", accept: str | None = None, query: str = "",
+               headers_extra: dict | None = None):
+        headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {}), **(headers_extra or {})}
         status, headers, data = self.request("POST", "/invocations" + query, body, headers)
         return status, headers, json.loads(data)
 
@@ -82,7 +83,7 @@ def encode(image: Image.Image, fmt: str = "JPEG") -> bytes:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
-    data = write_dataset(root / "data", classes=CLASSES, per_class=10)
+    data = write_dataset(root / "data", classes=CLASSES, per_class=20)
     return ocula.train(data, model="small_cnn", pretrained="none", mode="full", epochs=2, out=str(root / "run"),
                        runs_root=str(root), quiet=True)
 
@@ -239,3 +240,34 @@ def _broken_copy(run, tmp: Path) -> str:
     for name in ("model.onnx", "export.json"):
         (target / "model" / name).unlink(missing_ok=True)
     return str(target)
+
+
+def test_captured_dark_blurred_traffic_is_flagged_by_ocula_monitor_with_the_accuracy_drop(run, tmp_path):
+    from PIL import ImageFilter
+
+    capture = tmp_path / "capture"
+    files = sorted((run.path.parent / "data").rglob("*.png"))
+    server = Server(str(run.path), "--capture-dir", str(capture), "--capture-percent", "100")
+    truth, correct = {}, 0
+    try:
+        for i, path in enumerate(files):
+            image = Image.open(path).convert("RGB").point(lambda v: int(v * 0.4)).filter(ImageFilter.GaussianBlur(2))
+            request_id, label = f"req-{i}", path.parent.name
+            status, headers, answer = server.invoke(encode(image), accept="application/json;verbose",
+                                                    headers_extra={"X-Request-Id": request_id})
+            assert status == 200 and headers["x-request-id"] == request_id
+            truth[request_id] = label
+            correct += answer["predicted_label"] == label
+    finally:
+        server.stop()  # a clean stop writes every pending capture line
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\n" + "".join(f"{k},{v}\n" for k, v in truth.items()))
+    result = run_cli("monitor", str(run.path), str(capture), "--labels", str(labels), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "darker" in result.stdout and "blurrier" in result.stdout
+    report = json.loads((capture / "monitor.json").read_text())
+    assert report["captured"] == len(files)
+    findings = {f["name"]: f for f in report["findings"]}
+    assert findings["brightness"]["level"] == "drift" and findings["sharpness"]["level"] == "drift"
+    assert findings["accuracy"]["live"] == pytest.approx(correct / len(files))
+    assert "accuracy" in report["headline"]

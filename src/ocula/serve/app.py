@@ -98,7 +98,7 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
         await batcher.start()
         yield
         await batcher.stop()
-        decoder.shutdown(wait=False)
+        decoder.shutdown(wait=True)  # pending captures are written before the file closes
         if settings.capture is not None:
             settings.capture.close()
 
