@@ -75,3 +75,22 @@ def test_on_batch_reports_sizes_and_bad_settings_are_refused():
         Batcher(lambda b: b, max_batch=0)
     with pytest.raises(ValueError, match="max_delay_ms"):
         Batcher(lambda b: b, max_delay_ms=-1)
+
+
+def test_a_batch_waits_only_for_items_that_were_announced():
+    sizes = []
+
+    def predict(batch):
+        sizes.append(len(batch))
+        return batch
+
+    async def calls(batcher):
+        alone = await asyncio.wait_for(batcher.submit(np.zeros(1)), timeout=5)  # nothing announced: no wait
+        batcher.expect(2)
+        first = asyncio.create_task(batcher.submit(np.ones(1)))
+        await asyncio.sleep(0.05)  # the second item is still "decoding"; the batch holds for it
+        second = await batcher.submit(np.full(1, 2.0))
+        return alone, await first, second
+
+    alone, first, second = run(_with_batcher(predict, calls, max_batch=8, max_delay_ms=5000))
+    assert sizes == [1, 2] and first.tolist() == [1.0] and second.tolist() == [2.0]

@@ -271,3 +271,14 @@ def test_captured_dark_blurred_traffic_is_flagged_by_ocula_monitor_with_the_accu
     assert findings["brightness"]["level"] == "drift" and findings["sharpness"]["level"] == "drift"
     assert findings["accuracy"]["live"] == pytest.approx(correct / len(files))
     assert "accuracy" in report["headline"]
+
+
+def test_serving_on_onnx_runtime_never_imports_torch(run, server):
+    # `server` has exported model.onnx; a fresh process loads it and scores without the training stack.
+    code = ("import sys, numpy as np; from ocula.serve.runner import load_runner; "
+            f"r = load_runner({str(run.path)!r}, backend='onnx'); s = r.card.input_size; "
+            "p = r.predict(np.zeros((2, 3, s, s), np.uint8)); "
+            "print(r.backend, p.shape, sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["onnxruntime", "(2,", f"{len(CLASSES)})", "[]"]

@@ -10,10 +10,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from ocula.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 RGB = tuple[float, float, float]
 
@@ -93,6 +97,8 @@ class Preprocessing:
         One allocation (the float copy), then a fused in-place scale and shift: /255 and
         (x - mean) / std fold into x * a - b.
         """
+        import torch
+
         if x.dtype != torch.uint8:
             raise TypeError(f"normalize expects a uint8 tensor, got {x.dtype}")
         if x.dim() not in (3, 4) or x.shape[-3] != 3:

@@ -157,8 +157,13 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
         kind = _content_type(request.headers.get("content-type"))
         images = [body] if kind != JSON_TYPE else await loop.run_in_executor(decoder, _instances, body)
         names = ["the image"] if kind != JSON_TYPE else [f"instances[{i}]" for i in range(len(images))]
-        prepared = await asyncio.gather(*(loop.run_in_executor(decoder, _prepare, runner, data, name)
-                                          for data, name in zip(images, names)))
+        batcher.expect(len(images))  # so a batch waits for them while they decode
+        try:
+            prepared = await asyncio.gather(*(loop.run_in_executor(decoder, _prepare, runner, data, name)
+                                              for data, name in zip(images, names)))
+        except BaseException:
+            batcher.expect(-len(images))
+            raise
         rows = await asyncio.gather(*(batcher.submit(runner.crop(p)) for p in prepared))
         if settings.capture is not None and settings.capture.sampled():
             loop.run_in_executor(decoder, _capture, settings.capture, request_id, prepared, rows, runner.labels)

@@ -3,8 +3,9 @@
 ``submit`` queues one input and awaits its row of the output. A worker task takes the first
 waiting item, gathers more until ``max_batch`` or until ``max_delay_ms`` has passed, runs
 ``predict`` on one inference thread, and hands each caller its row. While a batch runs, new
-requests queue, so under load batches fill without waiting; alone, a request waits at most
-``max_delay_ms``.
+requests queue, so under load batches fill without waiting. The caller may ``expect(n)``
+items before it has them ready (a request still being decoded); the worker waits for a
+batch to fill only while such items are on their way, so a lone request never waits.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Batcher:
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._expected = 0  # items announced with expect() and not yet submitted
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -47,12 +49,17 @@ class Batcher:
             self._executor.shutdown(wait=True)
         self._task = self._executor = self._queue = None
 
+    def expect(self, n: int) -> None:
+        """``n`` items will be submitted soon (negative: they will not after all)."""
+        self._expected = max(0, self._expected + n)
+
     async def submit(self, item: np.ndarray) -> np.ndarray:
         """One input (no batch axis) -> its output row; raises what ``predict`` raised."""
         if self._queue is None:
             raise RuntimeError("Batcher.start() has not been awaited")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        self._queue.put_nowait((item, future))
+        self.expect(-1)
         return await future
 
     async def _work(self) -> None:
@@ -66,7 +73,7 @@ class Batcher:
                     batch.append(self._queue.get_nowait())
                     continue
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._expected == 0:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
