@@ -18,7 +18,7 @@ def batch(
     out: Annotated[str, Opt("--out", "-o", help="JSON Lines output. An existing file is continued: sources "
                                                  "already in it are skipped.")],
     backend: Annotated[str, Opt(help="auto (ONNX Runtime, PyTorch if the export fails), onnx or torch.")] = "auto",
-    batch_size: Annotated[int, Opt(help="Images per model call.")] = 32,
+    batch_size: Annotated[int, Opt(help="Images per model call (16: as fast as 32 on CPU, with half the memory).")] = 16,
     top_k: Annotated[int, Opt(help="Add the k most probable labels to each line when k > 1.")] = 1,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar; print only the output path.")] = False,
 ) -> None:

@@ -79,7 +79,7 @@ def score(
     out: str | os.PathLike[str],
     *,
     backend: str = "auto",
-    batch_size: int = 32,
+    batch_size: int = 16,
     top_k: int = 1,
     progress: bool = True,
     int8: bool = False,
