@@ -1,0 +1,230 @@
+"""A study over any objective on Optuna: strategies, trial counts, budget, resume, workers.
+
+``run_study(objective, params, ...)`` calls ``objective(trial)`` with a ``Trial`` that holds the
+drawn ``params`` and a ``report(step, value)`` for per-epoch metrics (``hyperband`` prunes on
+them by raising ``Pruned``). The study lives in SQLite in the study folder unless a storage
+URL (PostgreSQL) is given; re-running the same command resumes it: finished trials are kept,
+a trial that was running when the study was stopped runs again. Several worker processes
+(``jobs``) share the storage, and ``--trials N`` means N trials in all, across workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocula.errors import ConfigError, UsageError, unknown
+from ocula.tune.space import Param, suggest
+
+STRATEGIES = ("grid", "random", "bayesian", "hyperband")
+DIRECTIONS = ("maximize", "minimize")
+INTERRUPTED = "interrupted"  # user attribute of a trial stopped by Ctrl-C: queued again, not counted
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
+
+
+class Pruned(Exception):
+    """Raised by ``Trial.report`` when the strategy stops a weak trial early."""
+
+
+@dataclass
+class Trial:
+    number: int
+    params: dict[str, Any]
+    _optuna: Any = field(repr=False, default=None)
+    _prunes: bool = False
+
+    def report(self, step: int, value: float) -> None:
+        """The objective's metric after ``step`` (an epoch); raises ``Pruned`` to stop early."""
+        self._optuna.report(value, step)
+        self._optuna.set_user_attr("steps", step)
+        if self._prunes and self._optuna.should_prune():
+            raise Pruned(f"pruned after step {step} at {value:.4f}")
+
+    def note(self, key: str, value: Any) -> None:
+        """Keep something about the trial (e.g. its run directory) in the study."""
+        self._optuna.set_user_attr(key, value)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    directory: Path
+    strategy: str = "bayesian"
+    direction: str = "maximize"
+    trials: int | None = None
+    budget_seconds: float | None = None
+    jobs: int = 1
+    seed: int | None = 0
+    storage: str | None = None
+    max_steps: int = 10  # hyperband's largest resource (epochs)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise unknown("strategy", self.strategy, STRATEGIES, ConfigError)
+        if self.direction not in DIRECTIONS:
+            raise unknown("direction", self.direction, DIRECTIONS, ConfigError)
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials {self.trials} must be at least 1")
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs {self.jobs} must be at least 1")
+        if self.trials is None and self.budget_seconds is None and self.strategy != "grid":
+            raise ConfigError("a study needs --trials or --budget (or --strategy grid, which ends by itself)")
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.directory / 'study.db').resolve()}"
+
+
+def create(config: StudyConfig, params: Mapping[str, Param], *, join: bool = False, worker: int = 0) -> Any:
+    """The Optuna study (created, or loaded to resume or join).
+
+    Workers that die without a word (a killed process, a lost machine) stop sending
+    heartbeats; after ``GRACE_SECONDS`` Optuna fails their trial and queues it again.
+    """
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
+    config.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        storage = optuna.storages.RDBStorage(config.storage_url, heartbeat_interval=HEARTBEAT_SECONDS,
+                                             grace_period=GRACE_SECONDS,
+                                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        if join:
+            study = optuna.load_study(study_name=config.name, storage=storage)
+        else:
+            study = optuna.create_study(study_name=config.name, storage=storage, direction=config.direction,
+                                        load_if_exists=True)
+    except KeyError:
+        raise UsageError(f"no study named {config.name!r} in {_safe(config.storage_url)}",
+                         hint="start it with `ocula tune` first, then --join it") from None
+    except Exception as error:  # noqa: BLE001 - unreachable database, bad URL, missing driver: one line
+        raise UsageError(f"cannot open the study storage {_safe(config.storage_url)}: "
+                         f"{str(error).splitlines()[0]}") from None
+    if study.direction.name.lower() != config.direction:
+        raise UsageError(f"study {config.name!r} already exists with direction {study.direction.name.lower()}")
+    # A seed per worker and per resume: a resumed or second worker must not redraw the same values.
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * worker
+    study.sampler = _sampler(config, params, None if config.seed is None else config.seed + offset)
+    study.pruner = _pruner(config)
+    if not join:
+        study.set_user_attr("space", {name: p.to_dict() for name, p in params.items()})
+    return study
+
+
+def counted(study: Any) -> list[Any]:
+    """Trials that count towards --trials: not interrupted ones (they run again), not the
+    failed originals of retried ones, not surplus ones a worker started after the last slot."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    trials = study.get_trials(deepcopy=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" since Optuna 2.8
+        retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    return [t for t in trials if not t.user_attrs.get(INTERRUPTED) and not t.user_attrs.get("surplus")
+            and t.number not in retried]
+
+
+def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callable[[Trial], float], *,
+             join: bool = False, deadline: float | None = None, worker: int = 0) -> None:
+    """Run trials in this process until the count, the deadline or the grid is reached."""
+    import optuna
+
+    study = create(config, params, join=join, worker=worker)
+    deadline = deadline or (time.time() + config.budget_seconds if config.budget_seconds else None)
+
+    def wrapped(trial: Any) -> float:
+        if config.trials is not None:
+            earlier = [t for t in counted(study) if t.number < trial.number]
+            if len(earlier) >= config.trials:  # another worker took the last slot first
+                trial.set_user_attr("surplus", True)
+                study.stop()
+                raise optuna.TrialPruned("surplus")
+        if deadline is not None and time.time() >= deadline:
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise optuna.TrialPruned("budget spent")
+        began = time.time()
+        try:
+            return objective(Trial(trial.number, suggest(trial, params), trial, config.strategy == "hyperband"))
+        except Pruned as error:
+            raise optuna.TrialPruned(str(error)) from None
+        except KeyboardInterrupt:  # run these values again when the study resumes
+            trial.set_user_attr(INTERRUPTED, True)
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+            raise
+        except Exception as error:
+            trial.set_user_attr("error", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            raise
+        finally:
+            trial.set_user_attr("seconds", round(time.time() - began, 2))
+
+    def enough(study: Any, _: Any) -> None:
+        if config.trials is not None and len(counted(study)) >= config.trials:
+            study.stop()
+
+    timeout = None if deadline is None else max(0.0, deadline - time.time())
+    study.optimize(wrapped, timeout=timeout, callbacks=[enough], catch=(Exception,), gc_after_trial=True)
+
+
+def run_study(config: StudyConfig, params: Mapping[str, Param], objective: Callable[[Trial], float], *,
+              join: bool = False) -> Any:
+    """``optimize`` in ``config.jobs`` processes (this one included); returns the study.
+
+    ``objective`` must be picklable (a module-level function or a ``functools.partial`` of one)
+    when ``jobs > 1``: workers are spawned, not forked, so that no thread pool is copied.
+    """
+    study = create(config, params, join=join)
+    deadline = time.time() + config.budget_seconds if config.budget_seconds else None
+    workers = []
+    context = multiprocessing.get_context("spawn")
+    for number in range(1, config.jobs):
+        worker = context.Process(target=optimize, args=(config, params, objective),
+                                 kwargs={"join": True, "deadline": deadline, "worker": number})
+        worker.start()
+        workers.append(worker)
+    try:
+        optimize(config, params, objective, join=True, deadline=deadline)
+    finally:
+        for worker in workers:
+            worker.join()
+    return study
+
+
+def _sampler(config: StudyConfig, params: Mapping[str, Param], seed: int | None) -> Any:
+    import optuna
+
+    if config.strategy == "grid":
+        return optuna.samplers.GridSampler({name: p.grid_values() for name, p in params.items()}, seed=seed)
+    if config.strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, (config.trials or 20) // 3)))
+
+
+def _pruner(config: StudyConfig) -> Any:
+    import optuna
+
+    if config.strategy == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.max_steps, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _safe(url: str) -> str:
+    """A storage URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def threads_per_job(jobs: int) -> int:
+    """Cores split between parallel trials, so that they do not oversubscribe the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // jobs)
