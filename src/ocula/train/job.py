@@ -49,11 +49,13 @@ FEATURE_BATCH = 64
 
 
 def train(data: str | Path | None = None, *, resume: str | Path | None = None, quiet: bool = False,
-          **options: Any) -> Run:
+          on_epoch: Callable[[dict[str, Any]], None] | None = None, **options: Any) -> Run:
     """Train a classifier on ``data`` (any layout ``ocula data check`` reads) and return its Run.
 
     Options are the fields of :class:`ocula.config.TrainConfig` (``budget`` may be given as
     '10m'). ``resume`` continues the run directory of an interrupted run instead.
+    ``on_epoch(record)`` sees each epoch's record (``epoch``, ``validation:accuracy``, ...)
+    once it is checkpointed; an exception it raises stops training there (tuning prunes so).
     """
     began = time.perf_counter()
     log = RunLog(quiet=quiet)
@@ -160,6 +162,8 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
                     "history": history.to_dict(), "best_model": state["best_model"],
                     "rng": torch.get_rng_state()}, partial)
         os.replace(partial, run.checkpoint)  # a Ctrl-C during the save never leaves a broken checkpoint
+        if on_epoch is not None:
+            on_epoch(record)
         return phase != "head" and history.should_stop()
 
     job.end_epoch = end_epoch

@@ -10,6 +10,7 @@ a trial that was running when the study was stopped runs again. Several worker p
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
@@ -139,11 +140,17 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
 
     study = create(config, params, join=join, worker=worker)
     deadline = deadline or (time.time() + config.budget_seconds if config.budget_seconds else None)
+    limit = config.trials
+    if config.strategy == "grid":  # a grid ends with its last combination, also on a re-run
+        size = math.prod(len(p.grid_values()) for p in params.values())
+        limit = size if limit is None else min(limit, size)
+    if limit is not None and len(counted(study)) >= limit:
+        return
 
     def wrapped(trial: Any) -> float:
-        if config.trials is not None:
+        if limit is not None:
             earlier = [t for t in counted(study) if t.number < trial.number]
-            if len(earlier) >= config.trials:  # another worker took the last slot first
+            if len(earlier) >= limit:  # another worker took the last slot first
                 trial.set_user_attr("surplus", True)
                 study.stop()
                 raise optuna.TrialPruned("surplus")
@@ -167,7 +174,7 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
             trial.set_user_attr("seconds", round(time.time() - began, 2))
 
     def enough(study: Any, _: Any) -> None:
-        if config.trials is not None and len(counted(study)) >= config.trials:
+        if limit is not None and len(counted(study)) >= limit:
             study.stop()
 
     timeout = None if deadline is None else max(0.0, deadline - time.time())

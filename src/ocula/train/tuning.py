@@ -1,0 +1,162 @@
+"""``ocula tune``: the image-classification objective over ocula's own training, on ``ocula.tune``.
+
+Each trial is a normal ``ocula train`` run in ``<study>/trials/<number>``; it reports
+``validation:accuracy`` after every epoch (so ``hyperband`` can stop it early), and its best
+validation accuracy is the objective. The best trial is a run that ``ocula evaluate`` and
+``ocula serve`` accept as it is; ``<study>/best`` names it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ocula.config import TrainConfig, parse_duration
+from ocula.errors import ConfigError
+from ocula.storage import read_json, write_json
+from ocula.tune import Param, StudyConfig, Trial, counted, load_space, parse_space, run_study
+from ocula.tune.study import threads_per_job
+
+METRIC = "validation:accuracy"
+DEFAULT_SPACE: dict[str, Any] = {
+    "lr": {"type": "float", "low": 3.0e-4, "high": 1.0e-2, "log": True},
+    "mode": ["head", "finetune"],
+    "augment": ["crop", "crop_color", "phone"],
+    "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2},
+    "weight_decay": {"type": "float", "low": 1.0e-4, "high": 0.1, "log": True},
+    "image_size": [192, 224],
+    "batch_size": [16, 32],
+}
+# What a trial may vary: every training option but where the data and the run live.
+TUNABLE = {f.name for f in fields(TrainConfig)} - {"data", "val", "out", "runs_root", "cache_dir", "threads",
+                                                   "budget_seconds", "label_level"}
+
+
+@dataclass
+class TuneResult:
+    directory: Path
+    study: Any
+    leaderboard: list[dict[str, Any]]
+    best_run: Path | None
+
+
+def space_from(path: str | None) -> dict[str, Param]:
+    return load_space(path, allowed=TUNABLE) if path else parse_space(DEFAULT_SPACE, allowed=TUNABLE)
+
+
+def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any], threads: int,
+              seconds_per_trial: float | None) -> float:
+    """One training run with the trial's values; its best validation accuracy."""
+    from ocula.train.job import train
+
+    out = Path(directory) / "trials" / f"{trial.number:03d}"
+    shutil.rmtree(out, ignore_errors=True)  # a trial number is never reused; a leftover is debris
+    trial.note("run", str(out))
+    settings = {**options, **trial.params, "threads": threads}
+    if seconds_per_trial is not None and "epochs" not in settings:
+        settings["budget_seconds"] = seconds_per_trial
+    run = train(data, out=str(out), runs_root=str(Path(directory) / "trials"), quiet=True,
+                on_epoch=lambda record: trial.report(int(record["epoch"]), float(record[METRIC])), **settings)
+    trial.note("epochs", len(run.metrics.get("epochs", [])))
+    return float(run.best[METRIC])
+
+
+def tune(data: str, *, strategy: str = "hyperband", trials: int | None = None, budget: str | None = None,
+         space: str | None = None, study: str | None = None, out: str | None = None, jobs: int = 1,
+         seed: int | None = 0, storage: str | None = None, join: bool = False, max_epochs: int = 10,
+         **options: Any) -> TuneResult:
+    """Tune ocula's training on ``data``; ``options`` fix training settings for every trial."""
+    params = space_from(space)
+    fixed = set(options) & set(params)
+    if fixed:
+        raise ConfigError(f"{sorted(fixed)} are both fixed and searched", hint="drop them from the space or the options")
+    unknown_options = set(options) - TUNABLE
+    if unknown_options:
+        raise ConfigError(f"unknown training options {sorted(unknown_options)}")
+    name = study or "study"
+    directory = Path(out or Path("studies") / name)
+    budget_seconds = parse_duration(budget)
+    config = StudyConfig(name=name, directory=directory, strategy=strategy, trials=trials,
+                         budget_seconds=budget_seconds, jobs=jobs, seed=seed, storage=storage, max_steps=max_epochs)
+    per_trial = None
+    if budget_seconds is not None and trials:
+        per_trial = budget_seconds * jobs / trials  # each trial's share of the wall time, in its worker
+    if "epochs" not in options and "epochs" not in params:
+        options = {**options, "epochs": max_epochs}
+    work = functools.partial(objective, data=str(data), directory=str(directory), options=options,
+                             threads=threads_per_job(jobs), seconds_per_trial=per_trial)
+    began = time.time()
+    result = run_study(config, params, work, join=join)
+    board = leaderboard(result)
+    best = _best_run(result)
+    write_json(directory / "leaderboard.json", {"strategy": strategy, "metric": METRIC, "seconds": round(time.time() - began, 1),
+                                                 "best_run": str(best) if best else None, "trials": board})
+    _plots(result, directory)
+    if best is not None:
+        (directory / "best").write_text(str(best) + "\n")
+    return TuneResult(directory, result, board, best)
+
+
+def leaderboard(study: Any) -> list[dict[str, Any]]:
+    rows = []
+    for t in counted(study):
+        rows.append({"trial": t.number, "status": t.state.name.lower(), METRIC: t.value,
+                     "epochs": t.user_attrs.get("epochs", t.user_attrs.get("steps")),
+                     "seconds": t.user_attrs.get("seconds"), "params": t.params,
+                     "error": t.user_attrs.get("error"), "run": t.user_attrs.get("run")})
+    return sorted(rows, key=lambda r: (r[METRIC] is None, -(r[METRIC] or 0.0)))
+
+
+def _best_run(study: Any) -> Path | None:
+    complete = [t for t in counted(study) if t.value is not None and t.state.name == "COMPLETE"]
+    if not complete:
+        return None
+    path = Path(max(complete, key=lambda t: t.value).user_attrs["run"])
+    return path if (path / "model" / "weights.pt").exists() else None
+
+
+def _plots(study: Any, directory: Path) -> None:
+    """history.png (metric per trial and best so far) and importances.json/png when computable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    done = sorted((t for t in counted(study) if t.value is not None), key=lambda t: t.number)
+    if not done:
+        return
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.scatter([t.number for t in done], [t.value for t in done], s=18, label="trial")
+    best, running = [], -float("inf")
+    for t in done:
+        running = max(running, t.value)
+        best.append(running)
+    axis.step([t.number for t in done], best, where="post", color="C1", label="best so far")
+    axis.set_xlabel("trial")
+    axis.set_ylabel(METRIC)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(directory / "history.png", dpi=110)
+    plt.close(figure)
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):  # too few finished trials, or a single value per parameter
+        return
+    write_json(directory / "importances.json", importances)
+    figure, axis = plt.subplots(figsize=(6, 0.4 * len(importances) + 1))
+    names = list(importances)[::-1]
+    axis.barh(names, [importances[n] for n in names])
+    axis.set_xlabel("importance (fANOVA)")
+    figure.tight_layout()
+    figure.savefig(directory / "importances.png", dpi=110)
+    plt.close(figure)
+
+
+def read_leaderboard(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    return read_json(Path(directory) / "leaderboard.json")
