@@ -9,7 +9,6 @@ validation accuracy is the objective. The best trial is a run that ``ocula evalu
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import time
 from dataclasses import dataclass, fields
@@ -18,7 +17,7 @@ from typing import Any
 
 from ocula.config import TrainConfig, parse_duration
 from ocula.errors import ConfigError
-from ocula.storage import read_json, write_json
+from ocula.storage import write_json
 from ocula.tune import Param, StudyConfig, Trial, counted, load_space, parse_space, run_study
 from ocula.tune.study import threads_per_job
 
@@ -157,6 +156,3 @@ def _plots(study: Any, directory: Path) -> None:
     figure.savefig(directory / "importances.png", dpi=110)
     plt.close(figure)
 
-
-def read_leaderboard(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    return read_json(Path(directory) / "leaderboard.json")
