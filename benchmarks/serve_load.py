@@ -48,19 +48,12 @@ from pathlib import Path
 
 import numpy as np
 
+from train_speed import read_manifest  # the grocery manifest reader, shared by the benchmarks
+
 BASELINE = Path(__file__).with_name("baseline_server.py")
 SERVERS = ("ocula", "baseline", "baseline-sync")
 PROBE_IMAGES = 20
 TARGETS = {"throughput_ratio_c8": 2.0, "p99_ratio_c8": 1.0, "p50_ratio_c1": 1.0}
-
-
-def read_manifest(root: Path, name: str = "test.txt") -> list[tuple[str, int]]:
-    rows = []
-    for line in (root / name).read_text().splitlines():
-        if line.strip():
-            path, fine, _ = [part.strip() for part in line.split(",")]
-            rows.append((str(root / path), int(fine)))
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +403,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/serve_load.json")
     args = parser.parse_args()
 
-    rows = read_manifest(Path(args.data))
+    rows = read_manifest(Path(args.data), "test.txt")
     paths = [path for path, _ in rows]
     step = max(1, len(rows) // PROBE_IMAGES)
     probe_rows = rows[::step][:PROBE_IMAGES]

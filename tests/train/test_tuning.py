@@ -53,3 +53,9 @@ def test_bad_spaces_and_strategies_are_one_line_with_exit_2(data, tmp_path, spac
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_data_path_fails_before_any_trial(tmp_path):
+    result = run_cli("tune", str(tmp_path / "nope"), "--trials", "2", "--out", str(tmp_path / "study"))
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "study" / "trials").exists()

@@ -22,6 +22,7 @@ import numpy as np
 
 from ocula.data.imageio import read_bytes
 from ocula.errors import ImageError, UsageError
+from ocula.models.card import ModelCard
 from ocula.serve.export import ExportError
 from ocula.serve.runner import INT8_NAME, OnnxRunner, Runner
 from ocula.storage import RunDir, read_json, write_json
@@ -58,7 +59,7 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
 
     say = log or (lambda message: None)
     run_dir = RunDir.open(run, need=("card", "weights", "split"))
-    reference = OnnxRunner(_card(run_dir), fp32)
+    reference = OnnxRunner(ModelCard.from_json(run_dir.card), fp32)
     split = read_json(run_dir.split)
     calibration, _ = _images(reference, _sample(split.get("train", []), CALIBRATION_IMAGES))
     validation_rows = split.get("val") or []
@@ -101,12 +102,6 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
     record = read_json(run_dir.model_dir / "export.json") if (run_dir.model_dir / "export.json").exists() else {}
     write_json(run_dir.model_dir / "export.json", {**record, "int8": result.to_dict()})
     return result
-
-
-def _card(run_dir: RunDir):
-    from ocula.models.card import ModelCard
-
-    return ModelCard.from_json(run_dir.card)
 
 
 def _float_convs(path: Path) -> list[str]:

@@ -71,6 +71,10 @@ def tune(data: str, *, strategy: str = "hyperband", trials: int | None = None, b
          **options: Any) -> TuneResult:
     """Tune ocula's training on ``data``; ``options`` fix training settings for every trial."""
     params = space_from(space)
+    if not join:
+        from ocula.data import load_source
+
+        load_source(data)  # a wrong path or layout fails here in one line, not once per trial
     fixed = set(options) & set(params)
     if fixed:
         raise ConfigError(f"{sorted(fixed)} are both fixed and searched", hint="drop them from the space or the options")
