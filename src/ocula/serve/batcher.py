@@ -86,7 +86,8 @@ class Batcher:
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
         began = loop.time()
         try:
-            outputs = await loop.run_in_executor(self._executor, self.predict, np.stack([i for i, _ in batch]))
+            items = [item for item, _ in batch]  # stacked on the inference thread, off the event loop
+            outputs = await loop.run_in_executor(self._executor, lambda: self.predict(np.stack(items)))
         except Exception as error:  # noqa: BLE001 - every caller of this batch gets the error
             for _, future in batch:
                 if not future.done():
