@@ -25,7 +25,7 @@ def tune(
     jobs: Annotated[int, Opt(help="Parallel trials on this machine (processes; cores are split between them).")] = 1,
     seed: Annotated[int, Opt(help="Seed of the sampler.")] = 0,
     storage: Annotated[Optional[str], Opt(help="Study storage URL, e.g. postgresql://user:pw@host/db. Default SQLite in the study folder.")] = None,
-    join: Annotated[bool, Opt("--join", help="Join an existing study in --storage as one more worker.")] = False,
+    join: Annotated[bool, Opt("--join", help="Join the study --study in --storage as more workers; its data, space and settings are the study's.")] = False,
     max_epochs: Annotated[int, Opt(help="Epochs per trial (hyperband's largest resource).")] = 10,
     model: Annotated[Optional[str], Opt(help="Fixed for every trial: architecture.")] = None,
     pretrained: Annotated[Optional[str], Opt(help="Fixed for every trial: pretrained weights.")] = None,
@@ -35,11 +35,7 @@ def tune(
     from ocula.errors import UsageError
     from ocula.train.tuning import METRIC, tune as run_tune
 
-    if data is None and not join:
-        raise UsageError("no data given", hint="pass the images to tune on, or --join a running study")
     fixed = {k: v for k, v in {"model": model, "pretrained": pretrained, "mode": mode}.items() if v is not None}
-    if join:
-        data = data or ""
     result = run_tune(data, strategy=strategy, trials=trials, budget=budget, space=space, study=study, out=out,
                       jobs=jobs, seed=seed, storage=storage, join=join, max_epochs=max_epochs, **fixed)
     table = Table(title=f"{len(result.leaderboard)} trials, {METRIC}")

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ocula.config import TrainConfig, parse_duration
+from ocula.data import load_source
 from ocula.errors import ConfigError
 from ocula.storage import write_json
 from ocula.tune import Param, StudyConfig, Trial, counted, load_space, parse_space, run_study
+from ocula.tune.study import settings as study_settings
 from ocula.tune.study import threads_per_job
 
 METRIC = "validation:accuracy"
@@ -65,39 +67,56 @@ def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any
     return float(run.best[METRIC])
 
 
-def tune(data: str, *, strategy: str = "hyperband", trials: int | None = None, budget: str | None = None,
+def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = None, budget: str | None = None,
          space: str | None = None, study: str | None = None, out: str | None = None, jobs: int = 1,
          seed: int | None = 0, storage: str | None = None, join: bool = False, max_epochs: int = 10,
          **options: Any) -> TuneResult:
-    """Tune ocula's training on ``data``; ``options`` fix training settings for every trial."""
-    params = space_from(space)
-    if not join:
-        from ocula.data import load_source
+    """Tune ocula's training on ``data``; ``options`` fix training settings for every trial.
 
-        load_source(data)  # a wrong path or layout fails here in one line, not once per trial
-    fixed = set(options) & set(params)
-    if fixed:
-        raise ConfigError(f"{sorted(fixed)} are both fixed and searched", hint="drop them from the space or the options")
-    unknown_options = set(options) - TUNABLE
-    if unknown_options:
-        raise ConfigError(f"unknown training options {sorted(unknown_options)}")
+    ``join`` adds this machine's workers to a study another ``ocula tune`` started in
+    ``storage``: the data path, space, strategy, trial count, deadline and fixed options are
+    the study's own (the data must be at the same path here).
+    """
     name = study or "study"
     directory = Path(out or Path("studies") / name)
-    budget_seconds = parse_duration(budget)
+    deadline = None
+    if join:
+        if storage is None:
+            raise ConfigError("--join needs --storage, the URL of the study's database")
+        stored = study_settings(name, storage)
+        params = parse_space(stored["space"], allowed=TUNABLE)
+        data, options = stored["objective"]["data"], stored["objective"]["options"]
+        strategy, trials, max_epochs, deadline = (stored["strategy"], stored["trials"], stored["max_steps"],
+                                                  stored["deadline"])
+        budget_seconds = None if deadline is None else max(1.0, deadline - time.time())
+        per_trial = stored["objective"]["seconds_per_trial"]
+    else:
+        if data is None:
+            raise ConfigError("no data given", hint="pass the images to tune on, or --join a running study")
+        load_source(data)  # a wrong path or layout fails here in one line, not once per trial
+        params = space_from(space)
+        fixed = set(options) & set(params)
+        if fixed:
+            raise ConfigError(f"{sorted(fixed)} are both fixed and searched",
+                              hint="drop them from the space or the options")
+        unknown_options = set(options) - TUNABLE
+        if unknown_options:
+            raise ConfigError(f"unknown training options {sorted(unknown_options)}")
+        budget_seconds = parse_duration(budget)
+        per_trial = budget_seconds * jobs / trials if budget_seconds is not None and trials else None
+        if "epochs" not in options and "epochs" not in params:
+            options = {**options, "epochs": max_epochs}
     config = StudyConfig(name=name, directory=directory, strategy=strategy, trials=trials,
                          budget_seconds=budget_seconds, jobs=jobs, seed=seed, storage=storage, max_steps=max_epochs)
-    per_trial = None
-    if budget_seconds is not None and trials:
-        per_trial = budget_seconds * jobs / trials  # each trial's share of the wall time, in its worker
-    if "epochs" not in options and "epochs" not in params:
-        options = {**options, "epochs": max_epochs}
     work = functools.partial(objective, data=str(data), directory=str(directory), options=options,
                              threads=threads_per_job(jobs), seconds_per_trial=per_trial)
     began = time.time()
-    result = run_study(config, params, work, join=join)
+    result = run_study(config, params, work, join=join, deadline=deadline,
+                       describes={"data": str(data), "options": options, "seconds_per_trial": per_trial})
     board = leaderboard(result)
     best = _best_run(result)
-    write_json(directory / "leaderboard.json", {"strategy": strategy, "metric": METRIC, "seconds": round(time.time() - began, 1),
+    write_json(directory / "leaderboard.json", {"strategy": strategy, "metric": METRIC,
+                                                 "seconds": round(time.time() - began, 1),
                                                  "best_run": str(best) if best else None, "trials": board})
     _plots(result, directory)
     if best is not None:

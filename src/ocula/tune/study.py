@@ -27,6 +27,7 @@ STRATEGIES = ("grid", "random", "bayesian", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
 INTERRUPTED = "interrupted"  # user attribute of a trial stopped by Ctrl-C: queued again, not counted
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
+SETTINGS = "ocula"  # study user attribute: space, strategy, trials, deadline, objective settings
 
 
 class Pruned(Exception):
@@ -95,29 +96,45 @@ def create(config: StudyConfig, params: Mapping[str, Param], *, join: bool = Fal
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use
     config.directory.mkdir(parents=True, exist_ok=True)
     try:
-        storage = optuna.storages.RDBStorage(config.storage_url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                             grace_period=GRACE_SECONDS,
-                                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+        storage = _rdb(config.storage_url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
         if join:
             study = optuna.load_study(study_name=config.name, storage=storage)
         else:
             study = optuna.create_study(study_name=config.name, storage=storage, direction=config.direction,
                                         load_if_exists=True)
-    except KeyError:
-        raise UsageError(f"no study named {config.name!r} in {_safe(config.storage_url)}",
-                         hint="start it with `ocula tune` first, then --join it") from None
     except Exception as error:  # noqa: BLE001 - unreachable database, bad URL, missing driver: one line
-        raise UsageError(f"cannot open the study storage {_safe(config.storage_url)}: "
-                         f"{str(error).splitlines()[0]}") from None
+        raise _storage_error(error, config.name, config.storage_url) from None
     if study.direction.name.lower() != config.direction:
         raise UsageError(f"study {config.name!r} already exists with direction {study.direction.name.lower()}")
     # A seed per worker and per resume: a resumed or second worker must not redraw the same values.
     offset = len(study.get_trials(deepcopy=False)) + 7919 * worker
     study.sampler = _sampler(config, params, None if config.seed is None else config.seed + offset)
     study.pruner = _pruner(config)
-    if not join:
-        study.set_user_attr("space", {name: p.to_dict() for name, p in params.items()})
     return study
+
+
+def describe(study: Any, config: StudyConfig, params: Mapping[str, Param], deadline: float | None,
+             objective: Mapping[str, Any] | None = None) -> None:
+    """Keep in the study what a worker joining from another machine needs (``settings``)."""
+    study.set_user_attr(SETTINGS, {
+        "space": {name: p.to_dict() for name, p in params.items()}, "strategy": config.strategy,
+        "direction": config.direction, "trials": config.trials, "max_steps": config.max_steps,
+        "seed": config.seed, "deadline": deadline, "objective": dict(objective or {})})
+
+
+def settings(name: str, storage: str) -> dict[str, Any]:
+    """The settings the study's first command stored, for ``--join``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=_rdb(storage))
+    except Exception as error:  # noqa: BLE001
+        raise _storage_error(error, name, storage) from None
+    if SETTINGS not in study.user_attrs:
+        raise UsageError(f"study {name!r} was not created by ocula tune")
+    return study.user_attrs[SETTINGS]
 
 
 def counted(study: Any) -> list[Any]:
@@ -182,23 +199,28 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
 
 
 def run_study(config: StudyConfig, params: Mapping[str, Param], objective: Callable[[Trial], float], *,
-              join: bool = False) -> Any:
+              join: bool = False, deadline: float | None = None, describes: Mapping[str, Any] | None = None) -> Any:
     """``optimize`` in ``config.jobs`` processes (this one included); returns the study.
 
-    ``objective`` must be picklable (a module-level function or a ``functools.partial`` of one)
+    ``describes`` (JSON) is kept in the study for joiners, with the space, strategy and deadline;
+    a joiner passes the stored ``deadline``. ``objective`` must be picklable (a module-level function or a ``functools.partial`` of one)
     when ``jobs > 1``: workers are spawned, not forked, so that no thread pool is copied.
     """
     study = create(config, params, join=join)
-    deadline = time.time() + config.budget_seconds if config.budget_seconds else None
+    if deadline is None and config.budget_seconds:
+        deadline = time.time() + config.budget_seconds
+    if not join:
+        describe(study, config, params, deadline, describes)
     workers = []
+    base = os.getpid() if join else 0  # joiners on other machines draw their own values too
     context = multiprocessing.get_context("spawn")
     for number in range(1, config.jobs):
         worker = context.Process(target=optimize, args=(config, params, objective),
-                                 kwargs={"join": True, "deadline": deadline, "worker": number})
+                                 kwargs={"join": True, "deadline": deadline, "worker": base + number})
         worker.start()
         workers.append(worker)
     try:
-        optimize(config, params, objective, join=True, deadline=deadline)
+        optimize(config, params, objective, join=True, deadline=deadline, worker=base)
     finally:
         for worker in workers:
             worker.join()
@@ -221,6 +243,27 @@ def _pruner(config: StudyConfig) -> Any:
     if config.strategy == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.max_steps, reduction_factor=3)
     return optuna.pruners.NopPruner()
+
+
+def _rdb(url: str, **options: Any) -> Any:
+    """Optuna's SQLAlchemy storage. Workers that start together race to create its tables: the
+    loser's CREATE fails on a duplicate key, and the tables exist when it tries again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.2 * (attempt + 1))
+    return optuna.storages.RDBStorage(url, **options)
+
+
+def _storage_error(error: Exception, name: str, url: str) -> UsageError:
+    if isinstance(error, KeyError):
+        return UsageError(f"no study named {name!r} in {_safe(url)}", hint="start it with `ocula tune` first, then --join it")
+    hint = "pip install 'ocula[postgres]'" if "DB access module" in str(error) else None
+    return UsageError(f"cannot open the study storage {_safe(url)}: {str(error).splitlines()[0]}", hint=hint)
 
 
 def _safe(url: str) -> str:
