@@ -23,6 +23,7 @@ def test_a_grid_study_trains_each_combination_and_keeps_the_best_as_a_normal_run
                      "--model", "small_cnn", "--pretrained", "none", "--mode", "full", "--max-epochs", "2",
                      "--out", str(tmp_path / "study"), timeout=900)
     assert result.returncode == 0, result.stderr
+    assert "done 4, running 0, pruned 0, failed 0, best" in result.stderr  # the progress line per trial
     board = json.loads((tmp_path / "study" / "leaderboard.json").read_text())
     trials = board["trials"]
     assert len(trials) == 4 and all(t["status"] == "complete" and t["epochs"] == 2 for t in trials)

@@ -36,8 +36,18 @@ def tune(
     from ocula.train.tuning import METRIC, tune as run_tune
 
     fixed = {k: v for k, v in {"model": model, "pretrained": pretrained, "mode": mode}.items() if v is not None}
+    err = Console(stderr=True, highlight=False)
+
+    def progress(trial, s) -> None:
+        value = "" if trial.value is None else f" {trial.value:.4f}"
+        best = "-" if s["best"] is None else f"{s['best']:.4f}"
+        err.print(f"trial {trial.number} {trial.state.name.lower()}{value} | done {s['done']}"
+                  f"{'/' + str(trials) if trials else ''}, running {s['running']}, pruned {s['pruned']}, "
+                  f"failed {s['failed']}, best {best}", soft_wrap=True)
+
     result = run_tune(data, strategy=strategy, trials=trials, budget=budget, space=space, study=study, out=out,
-                      jobs=jobs, seed=seed, storage=storage, join=join, max_epochs=max_epochs, **fixed)
+                      jobs=jobs, seed=seed, storage=storage, join=join, max_epochs=max_epochs, progress=progress,
+                      **fixed)
     table = Table(title=f"{len(result.leaderboard)} trials, {METRIC}")
     for header in ("trial", "status", METRIC, "epochs", "seconds", "params"):
         table.add_column(header, overflow="fold")

@@ -19,11 +19,14 @@ from ocula.config import TrainConfig, parse_duration
 from ocula.data import load_source
 from ocula.errors import ConfigError
 from ocula.storage import write_json
-from ocula.tune import Param, StudyConfig, Trial, counted, load_space, parse_space, run_study
+from ocula.tune import Param, Stop, StudyConfig, Trial, counted, load_space, parse_space, run_study
 from ocula.tune.study import settings as study_settings
 from ocula.tune.study import threads_per_job
 
 METRIC = "validation:accuracy"
+END_MARGIN = 0.15  # of a trial's time, for model set-up and the end-of-run report outside --budget
+MIN_TRIAL_SECONDS = 30
+
 DEFAULT_SPACE: dict[str, Any] = {
     "lr": {"type": "float", "low": 3.0e-4, "high": 1.0e-2, "log": True},
     "mode": ["head", "finetune"],
@@ -51,9 +54,18 @@ def space_from(path: str | None) -> dict[str, Param]:
 
 
 def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any], threads: int,
-              seconds_per_trial: float | None) -> float:
-    """One training run with the trial's values; its best validation accuracy."""
+              seconds_per_trial: float | None, deadline: float | None = None) -> float:
+    """One training run with the trial's values; its best validation accuracy.
+
+    Under a budget a trial gets its share of the wall time, and never more than what is left
+    before the study's deadline, less a margin for the run's start and end-of-run report."""
     from ocula.train.job import train
+
+    if deadline is not None:
+        left = (deadline - time.time()) * (1 - END_MARGIN)
+        if left < MIN_TRIAL_SECONDS:
+            raise Stop(f"{left:.0f} s left before the deadline: too little for a trial")
+        seconds_per_trial = left if seconds_per_trial is None else min(seconds_per_trial, left)
 
     out = Path(directory) / "trials" / f"{trial.number:03d}"
     shutil.rmtree(out, ignore_errors=True)  # a trial number is never reused; a leftover is debris
@@ -70,7 +82,7 @@ def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any
 def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = None, budget: str | None = None,
          space: str | None = None, study: str | None = None, out: str | None = None, jobs: int = 1,
          seed: int | None = 0, storage: str | None = None, join: bool = False, max_epochs: int = 10,
-         **options: Any) -> TuneResult:
+         progress: Any = None, **options: Any) -> TuneResult:
     """Tune ocula's training on ``data``; ``options`` fix training settings for every trial.
 
     ``join`` adds this machine's workers to a study another ``ocula tune`` started in
@@ -108,10 +120,12 @@ def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = 
             options = {**options, "epochs": max_epochs}
     config = StudyConfig(name=name, directory=directory, strategy=strategy, trials=trials,
                          budget_seconds=budget_seconds, jobs=jobs, seed=seed, storage=storage, max_steps=max_epochs)
+    if deadline is None and budget_seconds is not None:
+        deadline = time.time() + budget_seconds
     work = functools.partial(objective, data=str(data), directory=str(directory), options=options,
-                             threads=threads_per_job(jobs), seconds_per_trial=per_trial)
+                             threads=threads_per_job(jobs), seconds_per_trial=per_trial, deadline=deadline)
     began = time.time()
-    result = run_study(config, params, work, join=join, deadline=deadline,
+    result = run_study(config, params, work, join=join, deadline=deadline, progress=progress,
                        describes={"data": str(data), "options": options, "seconds_per_trial": per_trial})
     board = leaderboard(result)
     best = _best_run(result)

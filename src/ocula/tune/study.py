@@ -34,6 +34,11 @@ class Pruned(Exception):
     """Raised by ``Trial.report`` when the strategy stops a weak trial early."""
 
 
+class Stop(Exception):
+    """Raised by an objective that should not run at all (e.g. too little time is left): the
+    trial is dropped, not counted, and this worker stops."""
+
+
 @dataclass
 class Trial:
     number: int
@@ -150,9 +155,22 @@ def counted(study: Any) -> list[Any]:
             and t.number not in retried]
 
 
+def summary(study: Any) -> dict[str, Any]:
+    """Trials by state across every worker, and the best value so far."""
+    trials = counted(study)
+    states = [t.state.name.lower() for t in trials]
+    values = [t.value for t in trials if t.value is not None and t.state.name == "COMPLETE"]
+    best = (max if study.direction.name == "MAXIMIZE" else min)(values) if values else None
+    return {"done": sum(s in ("complete", "pruned", "fail") for s in states), "running": states.count("running"),
+            "complete": states.count("complete"), "pruned": states.count("pruned"), "failed": states.count("fail"),
+            "best": best}
+
+
 def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callable[[Trial], float], *,
-             join: bool = False, deadline: float | None = None, worker: int = 0) -> None:
-    """Run trials in this process until the count, the deadline or the grid is reached."""
+             join: bool = False, deadline: float | None = None, worker: int = 0,
+             progress: Callable[[Any, dict[str, Any]], None] | None = None) -> None:
+    """Run trials in this process until the count, the deadline or the grid is reached;
+    ``progress(trial, summary(study))`` after each of this process's trials."""
     import optuna
 
     study = create(config, params, join=join, worker=worker)
@@ -171,13 +189,15 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
                 trial.set_user_attr("surplus", True)
                 study.stop()
                 raise optuna.TrialPruned("surplus")
-        if deadline is not None and time.time() >= deadline:
-            trial.set_user_attr("surplus", True)
-            study.stop()
-            raise optuna.TrialPruned("budget spent")
         began = time.time()
         try:
+            if deadline is not None and began >= deadline:
+                raise Stop("budget spent")
             return objective(Trial(trial.number, suggest(trial, params), trial, config.strategy == "hyperband"))
+        except Stop as error:
+            trial.set_user_attr("surplus", True)
+            study.stop()
+            raise optuna.TrialPruned(str(error)) from None
         except Pruned as error:
             raise optuna.TrialPruned(str(error)) from None
         except KeyboardInterrupt:  # run these values again when the study resumes
@@ -190,7 +210,9 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
         finally:
             trial.set_user_attr("seconds", round(time.time() - began, 2))
 
-    def enough(study: Any, _: Any) -> None:
+    def enough(study: Any, trial: Any) -> None:
+        if progress is not None and not trial.user_attrs.get("surplus"):
+            progress(trial, summary(study))
         if limit is not None and len(counted(study)) >= limit:
             study.stop()
 
@@ -199,7 +221,8 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
 
 
 def run_study(config: StudyConfig, params: Mapping[str, Param], objective: Callable[[Trial], float], *,
-              join: bool = False, deadline: float | None = None, describes: Mapping[str, Any] | None = None) -> Any:
+              join: bool = False, deadline: float | None = None, describes: Mapping[str, Any] | None = None,
+              progress: Callable[[Any, dict[str, Any]], None] | None = None) -> Any:
     """``optimize`` in ``config.jobs`` processes (this one included); returns the study.
 
     ``describes`` (JSON) is kept in the study for joiners, with the space, strategy and deadline;
@@ -220,7 +243,7 @@ def run_study(config: StudyConfig, params: Mapping[str, Param], objective: Calla
         worker.start()
         workers.append(worker)
     try:
-        optimize(config, params, objective, join=True, deadline=deadline, worker=base)
+        optimize(config, params, objective, join=True, deadline=deadline, worker=base, progress=progress)
     finally:
         for worker in workers:
             worker.join()
