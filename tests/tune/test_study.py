@@ -126,3 +126,20 @@ def test_yaml_spaces_and_bad_strategy(tmp_path):
         StudyConfig(name="s", directory=tmp_path, strategy="hyperbands", trials=3)
     with pytest.raises(ConfigError, match="continuous range"):
         run_study(config(tmp_path / "g", strategy="grid"), space, lambda t: 0.0)
+
+
+def test_warm_start_seeds_a_new_study_with_the_earlier_trials_that_fit(tmp_path):
+    from ocula.tune.study import WARM, parent_study
+
+    run_study(config(tmp_path / "parent", strategy="random", trials=6, name="parent"), parse_space(SPACE), quadratic)
+    narrower = parse_space({**SPACE, "x": {"type": "float", "low": 0.0, "high": 3.0}})
+    url, name = parent_study(str(tmp_path / "parent"))
+    parent = optuna.load_study(study_name=name, storage=url)
+    fitting = [t for t in parent.trials if t.params["x"] >= 0.0]
+    study = run_study(config(tmp_path / "child", strategy="bayesian", trials=3, warm_start=(url, name)),
+                      narrower, quadratic)
+    warm = [t for t in study.trials if t.user_attrs.get(WARM)]
+    assert len(warm) == len(fitting) and sorted(t.value for t in warm) == sorted(t.value for t in fitting)
+    assert len(counted(study)) == 3 and len(study.trials) == 3 + len(fitting)  # copies do not count
+    with pytest.raises(ConfigError, match="not a study folder"):
+        parent_study(str(tmp_path / "nowhere"))

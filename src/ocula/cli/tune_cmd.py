@@ -26,6 +26,7 @@ def tune(
     seed: Annotated[int, Opt(help="Seed of the sampler.")] = 0,
     storage: Annotated[Optional[str], Opt(help="Study storage URL, e.g. postgresql://user:pw@host/db. Default SQLite in the study folder.")] = None,
     join: Annotated[bool, Opt("--join", help="Join the study --study in --storage as more workers; its data, space and settings are the study's.")] = False,
+    warm_start: Annotated[Optional[str], Opt(help="Start from an earlier study: its folder, or URL#STUDY. Its finished trials inform the sampler and do not count.")] = None,
     max_epochs: Annotated[int, Opt(help="Epochs per trial (hyperband's largest resource).")] = 10,
     model: Annotated[Optional[str], Opt(help="Fixed for every trial: architecture.")] = None,
     pretrained: Annotated[Optional[str], Opt(help="Fixed for every trial: pretrained weights.")] = None,
@@ -47,7 +48,7 @@ def tune(
 
     result = run_tune(data, strategy=strategy, trials=trials, budget=budget, space=space, study=study, out=out,
                       jobs=jobs, seed=seed, storage=storage, join=join, max_epochs=max_epochs, progress=progress,
-                      **fixed)
+                      warm_start=warm_start, **fixed)
     table = Table(title=f"{len(result.leaderboard)} trials, {METRIC}")
     for header in ("trial", "status", METRIC, "epochs", "seconds", "params"):
         table.add_column(header, overflow="fold")

@@ -20,6 +20,7 @@ from ocula.data import load_source
 from ocula.errors import ConfigError
 from ocula.storage import write_json
 from ocula.tune import Param, Stop, StudyConfig, Trial, counted, load_space, parse_space, run_study
+from ocula.tune.study import parent_study
 from ocula.tune.study import settings as study_settings
 from ocula.tune.study import threads_per_job
 
@@ -82,7 +83,7 @@ def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any
 def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = None, budget: str | None = None,
          space: str | None = None, study: str | None = None, out: str | None = None, jobs: int = 1,
          seed: int | None = 0, storage: str | None = None, join: bool = False, max_epochs: int = 10,
-         progress: Any = None, **options: Any) -> TuneResult:
+         progress: Any = None, warm_start: str | None = None, **options: Any) -> TuneResult:
     """Tune ocula's training on ``data``; ``options`` fix training settings for every trial.
 
     ``join`` adds this machine's workers to a study another ``ocula tune`` started in
@@ -119,7 +120,8 @@ def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = 
         if "epochs" not in options and "epochs" not in params:
             options = {**options, "epochs": max_epochs}
     config = StudyConfig(name=name, directory=directory, strategy=strategy, trials=trials,
-                         budget_seconds=budget_seconds, jobs=jobs, seed=seed, storage=storage, max_steps=max_epochs)
+                         budget_seconds=budget_seconds, jobs=jobs, seed=seed, storage=storage, max_steps=max_epochs,
+                         warm_start=parent_study(warm_start) if warm_start else None)
     if deadline is None and budget_seconds is not None:
         deadline = time.time() + budget_seconds
     work = functools.partial(objective, data=str(data), directory=str(directory), options=options,

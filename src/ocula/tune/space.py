@@ -72,6 +72,22 @@ class Param:
         raise ConfigError(f"search space: {self.name} is a continuous range, which a grid cannot enumerate",
                           hint="give it choices, or a step, or use --strategy random/bayesian/hyperband")
 
+    def contains(self, value: Any) -> bool:
+        """Whether a value drawn earlier (possibly from another space) lies in this one."""
+        if self.kind == "categorical":
+            return value in (self.choices or ())
+        return isinstance(value, (int, float)) and self.low <= value <= self.high  # type: ignore[operator]
+
+    def distribution(self) -> Any:
+        """The Optuna distribution ``suggest`` draws from."""
+        import optuna.distributions as d
+
+        if self.kind == "categorical":
+            return d.CategoricalDistribution(list(self.choices or ()))
+        if self.kind == "int":
+            return d.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))  # type: ignore[arg-type]
+        return d.FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "categorical":
             return {"type": "categorical", "choices": list(self.choices or ())}

@@ -27,6 +27,7 @@ STRATEGIES = ("grid", "random", "bayesian", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
 INTERRUPTED = "interrupted"  # user attribute of a trial stopped by Ctrl-C: queued again, not counted
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
+WARM = "warm_start_from"  # user attribute of a trial copied from an earlier study
 SETTINGS = "ocula"  # study user attribute: space, strategy, trials, deadline, objective settings
 
 
@@ -70,6 +71,7 @@ class StudyConfig:
     seed: int | None = 0
     storage: str | None = None
     max_steps: int = 10  # hyperband's largest resource (epochs)
+    warm_start: tuple[str, str] | None = None  # (storage URL, study name) of an earlier study
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -152,7 +154,50 @@ def counted(study: Any) -> list[Any]:
         warnings.simplefilter("ignore")  # "experimental" since Optuna 2.8
         retried = {RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials} - {None}
     return [t for t in trials if not t.user_attrs.get(INTERRUPTED) and not t.user_attrs.get("surplus")
-            and t.number not in retried]
+            and not t.user_attrs.get(WARM) and t.number not in retried]
+
+
+def parent_study(text: str) -> tuple[str, str]:
+    """``--warm-start``: an earlier study folder (its study.db) or ``URL#STUDY`` -> (url, name)."""
+    import optuna
+
+    if "://" in text:
+        url, _, name = text.partition("#")
+        if not name:
+            raise ConfigError(f"--warm-start {text!r} names no study", hint="write URL#STUDY")
+        return url, name
+    database = Path(text) / "study.db"
+    if not database.is_file():
+        raise ConfigError(f"--warm-start {text!r} is not a study folder (no study.db)",
+                          hint="give the --out folder of an earlier `ocula tune`, or URL#STUDY")
+    url = f"sqlite:///{database.resolve()}"
+    names = optuna.study.get_all_study_names(storage=url)
+    if len(names) != 1:
+        raise ConfigError(f"{database} holds {len(names)} studies", hint="write sqlite:///...#STUDY")
+    return url, names[0]
+
+
+def warm_start(study: Any, url: str, name: str, params: Mapping[str, Param]) -> int:
+    """Copy the finished trials of an earlier study that fit this space into a new one, so the
+    sampler starts from what they learned (as SageMaker's warm start). They are marked and do
+    not count towards --trials. Returns how many were copied."""
+    import optuna
+
+    if study.get_trials(deepcopy=False):
+        return 0  # only a new study is seeded; a resumed one has them already
+    try:
+        parent = optuna.load_study(study_name=name, storage=_rdb(url))
+    except Exception as error:  # noqa: BLE001
+        raise _storage_error(error, name, url) from None
+    copied = 0
+    for trial in parent.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if set(trial.params) != set(params) or not all(p.contains(trial.params[n]) for n, p in params.items()):
+            continue
+        study.add_trial(optuna.trial.create_trial(
+            params=trial.params, distributions={n: p.distribution() for n, p in params.items()},
+            value=trial.value, user_attrs={WARM: f"{name}#{trial.number}"}))
+        copied += 1
+    return copied
 
 
 def summary(study: Any) -> dict[str, Any]:
@@ -183,14 +228,10 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
         return
 
     def wrapped(trial: Any) -> float:
-        if limit is not None:
-            earlier = [t for t in counted(study) if t.number < trial.number]
-            if len(earlier) >= limit:  # another worker took the last slot first
-                trial.set_user_attr("surplus", True)
-                study.stop()
-                raise optuna.TrialPruned("surplus")
         began = time.time()
         try:
+            if limit is not None and len([t for t in counted(study) if t.number < trial.number]) >= limit:
+                raise Stop("surplus: another worker took the last slot first")
             if deadline is not None and began >= deadline:
                 raise Stop("budget spent")
             return objective(Trial(trial.number, suggest(trial, params), trial, config.strategy == "hyperband"))
@@ -234,6 +275,8 @@ def run_study(config: StudyConfig, params: Mapping[str, Param], objective: Calla
         deadline = time.time() + config.budget_seconds
     if not join:
         describe(study, config, params, deadline, describes)
+        if config.warm_start is not None:
+            warm_start(study, *config.warm_start, params)
     workers = []
     base = os.getpid() if join else 0  # joiners on other machines draw their own values too
     context = multiprocessing.get_context("spawn")
