@@ -60,3 +60,16 @@ def test_a_wrong_data_path_fails_before_any_trial(tmp_path):
     result = run_cli("tune", str(tmp_path / "nope"), "--trials", "2", "--out", str(tmp_path / "study"))
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "study" / "trials").exists()
+
+
+def test_under_a_budget_each_trial_trains_with_its_share_of_it(data, tmp_path):
+    import yaml
+
+    (tmp_path / "space.yaml").write_text("lr: [0.001, 0.01]\n")
+    result = run_cli("tune", str(data), "--strategy", "grid", "--budget", "10m", "--trials", "2", "--space",
+                     str(tmp_path / "space.yaml"), "--model", "small_cnn", "--pretrained", "none", "--mode", "full",
+                     "--max-epochs", "2", "--out", str(tmp_path / "study"), timeout=900)
+    assert result.returncode == 0, result.stderr
+    for trial in json.loads((tmp_path / "study" / "leaderboard.json").read_text())["trials"]:
+        config = yaml.safe_load((tmp_path / "study" / "trials" / f"{trial['trial']:03d}" / "config.yaml").read_text())
+        assert 0 < config["budget_seconds"] <= 300 and config["epochs"] == 2  # 10 min / 2 trials, epochs a cap

@@ -72,7 +72,7 @@ def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any
     shutil.rmtree(out, ignore_errors=True)  # a trial number is never reused; a leftover is debris
     trial.note("run", str(out))
     settings = {**options, **trial.params, "threads": threads}
-    if seconds_per_trial is not None and "epochs" not in settings:
+    if seconds_per_trial is not None:  # the epochs become a cap; the budget picks what fits
         settings["budget_seconds"] = seconds_per_trial
     run = train(data, out=str(out), runs_root=str(Path(directory) / "trials"), quiet=True,
                 on_epoch=lambda record: trial.report(int(record["epoch"]), float(record[METRIC])), **settings)
