@@ -62,7 +62,7 @@ def test_a_wrong_data_path_fails_before_any_trial(tmp_path):
     assert not (tmp_path / "study" / "trials").exists()
 
 
-def test_under_a_budget_each_trial_trains_with_its_share_of_it(data, tmp_path):
+def test_under_a_budget_each_trial_trains_with_its_share_of_the_time_left(data, tmp_path):
     import yaml
 
     (tmp_path / "space.yaml").write_text("lr: [0.001, 0.01]\n")
@@ -70,6 +70,8 @@ def test_under_a_budget_each_trial_trains_with_its_share_of_it(data, tmp_path):
                      str(tmp_path / "space.yaml"), "--model", "small_cnn", "--pretrained", "none", "--mode", "full",
                      "--max-epochs", "2", "--out", str(tmp_path / "study"), timeout=900)
     assert result.returncode == 0, result.stderr
-    for trial in json.loads((tmp_path / "study" / "leaderboard.json").read_text())["trials"]:
-        config = yaml.safe_load((tmp_path / "study" / "trials" / f"{trial['trial']:03d}" / "config.yaml").read_text())
-        assert 0 < config["budget_seconds"] <= 300 and config["epochs"] == 2  # 10 min / 2 trials, epochs a cap
+    configs = [yaml.safe_load((tmp_path / "study" / "trials" / f"{n:03d}" / "config.yaml").read_text()) for n in (0, 1)]
+    assert all(c["epochs"] == 2 for c in configs)  # the epochs are a cap; the budget picks what fits
+    assert 0 < configs[0]["budget_seconds"] <= 300  # 10 min / 2 trials, less a margin
+    # the first trial took far less than its share: the second gets what is left of the study
+    assert 300 < configs[1]["budget_seconds"] < 600

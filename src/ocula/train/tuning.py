@@ -54,26 +54,23 @@ def space_from(path: str | None) -> dict[str, Param]:
     return load_space(path, allowed=TUNABLE) if path else parse_space(DEFAULT_SPACE, allowed=TUNABLE)
 
 
-def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any], threads: int,
-              seconds_per_trial: float | None, deadline: float | None = None) -> float:
+def objective(trial: Trial, *, data: str, directory: str, options: dict[str, Any], threads: int) -> float:
     """One training run with the trial's values; its best validation accuracy.
 
-    Under a budget a trial gets its share of the wall time, and never more than what is left
-    before the study's deadline, less a margin for the run's start and end-of-run report."""
+    Under a budget the run trains for the trial's share of the time left (``Trial.seconds``),
+    less a margin for the run's start and end-of-run report."""
     from ocula.train.job import train
 
-    if deadline is not None:
-        left = (deadline - time.time()) * (1 - END_MARGIN)
-        if left < MIN_TRIAL_SECONDS:
-            raise Stop(f"{left:.0f} s left before the deadline: too little for a trial")
-        seconds_per_trial = left if seconds_per_trial is None else min(seconds_per_trial, left)
+    seconds = None if trial.seconds is None else trial.seconds * (1 - END_MARGIN)
+    if seconds is not None and seconds < MIN_TRIAL_SECONDS:
+        raise Stop(f"{seconds:.0f} s left for this trial: too little to train")
 
     out = Path(directory) / "trials" / f"{trial.number:03d}"
     shutil.rmtree(out, ignore_errors=True)  # a trial number is never reused; a leftover is debris
     trial.note("run", str(out))
     settings = {**options, **trial.params, "threads": threads}
-    if seconds_per_trial is not None:  # the epochs become a cap; the budget picks what fits
-        settings["budget_seconds"] = seconds_per_trial
+    if seconds is not None:  # the epochs become a cap; the budget picks what fits
+        settings["budget_seconds"] = seconds
     run = train(data, out=str(out), runs_root=str(Path(directory) / "trials"), quiet=True,
                 on_epoch=lambda record: trial.report(int(record["epoch"]), float(record[METRIC])), **settings)
     trial.note("epochs", len(run.metrics.get("epochs", [])))
@@ -102,7 +99,6 @@ def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = 
         strategy, trials, max_epochs, deadline = (stored["strategy"], stored["trials"], stored["max_steps"],
                                                   stored["deadline"])
         budget_seconds = None if deadline is None else max(1.0, deadline - time.time())
-        per_trial = stored["objective"]["seconds_per_trial"]
     else:
         if data is None:
             raise ConfigError("no data given", hint="pass the images to tune on, or --join a running study")
@@ -116,7 +112,6 @@ def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = 
         if unknown_options:
             raise ConfigError(f"unknown training options {sorted(unknown_options)}")
         budget_seconds = parse_duration(budget)
-        per_trial = budget_seconds * jobs / trials if budget_seconds is not None and trials else None
         if "epochs" not in options and "epochs" not in params:
             options = {**options, "epochs": max_epochs}
     config = StudyConfig(name=name, directory=directory, strategy=strategy, trials=trials,
@@ -125,10 +120,10 @@ def tune(data: str | None, *, strategy: str = "hyperband", trials: int | None = 
     if deadline is None and budget_seconds is not None:
         deadline = time.time() + budget_seconds
     work = functools.partial(objective, data=str(data), directory=str(directory), options=options,
-                             threads=threads_per_job(jobs), seconds_per_trial=per_trial, deadline=deadline)
+                             threads=threads_per_job(jobs))
     began = time.time()
     result = run_study(config, params, work, join=join, deadline=deadline, progress=progress,
-                       describes={"data": str(data), "options": options, "seconds_per_trial": per_trial})
+                       describes={"data": str(data), "options": options})
     board = leaderboard(result)
     best = _best_run(result)
     write_json(directory / "leaderboard.json", {"strategy": strategy, "metric": METRIC,

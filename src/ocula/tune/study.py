@@ -42,10 +42,14 @@ class Stop(Exception):
 
 @dataclass
 class Trial:
+    """What an objective sees: the drawn ``params``, and under a budget ``seconds``, this
+    trial's fair share of the time left (time saved by pruned or quick trials goes to later ones)."""
+
     number: int
     params: dict[str, Any]
     _optuna: Any = field(repr=False, default=None)
     _prunes: bool = False
+    seconds: float | None = None
 
     def report(self, step: int, value: float) -> None:
         """The objective's metric after ``step`` (an epoch); raises ``Pruned`` to stop early."""
@@ -234,7 +238,8 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
                 raise Stop("surplus: another worker took the last slot first")
             if deadline is not None and began >= deadline:
                 raise Stop("budget spent")
-            return objective(Trial(trial.number, suggest(trial, params), trial, config.strategy == "hyperband"))
+            share = None if deadline is None else _share(study, limit, config.jobs, deadline - began)
+            return objective(Trial(trial.number, suggest(trial, params), trial, config.strategy == "hyperband", share))
         except Stop as error:
             trial.set_user_attr("surplus", True)
             study.stop()
@@ -259,6 +264,15 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
 
     timeout = None if deadline is None else max(0.0, deadline - time.time())
     study.optimize(wrapped, timeout=timeout, callbacks=[enough], catch=(Exception,), gc_after_trial=True)
+
+
+def _share(study: Any, limit: int | None, jobs: int, left: float) -> float:
+    """A starting trial's share of the ``left`` seconds: the jobs' time spread over the trials
+    not yet finished (this one and any running), never more than what is left."""
+    if limit is None:
+        return left
+    finished = summary(study)["done"]
+    return min(left, left * jobs / max(1, limit - finished))
 
 
 def run_study(config: StudyConfig, params: Mapping[str, Param], objective: Callable[[Trial], float], *,
