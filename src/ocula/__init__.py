@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 import ocula.evaluate  # noqa: E402,F401  (the metrics package first, so the name below stays the function)
 from ocula.errors import OculaError  # noqa: E402
+from ocula.tabular import automl  # noqa: E402  (loads pandas and scikit-learn on the first call)
 from ocula.train import compare, evaluate, train  # noqa: E402  (binds ocula.train to the function)
 
 _LAZY = {"Run": "ocula.train.run", "Evaluation": "ocula.train.evaluation"}
@@ -22,4 +23,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ocula' has no attribute {name!r}")
 
 
-__all__ = ["Evaluation", "OculaError", "Run", "__version__", "compare", "evaluate", "train"]
+__all__ = ["Evaluation", "OculaError", "Run", "__version__", "automl", "compare", "evaluate", "train"]

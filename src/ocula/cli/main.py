@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ocula.cli import batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd, tune_cmd
+from ocula.cli import automl_cmd, batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd, tune_cmd
 from ocula.errors import OculaError
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command()(monitor_cmd.monitor)
 app.command()(batch_cmd.batch)
 app.command()(serve_cmd.serve)
 app.command()(tune_cmd.tune)
+app.command()(automl_cmd.automl)
 err = Console(stderr=True, highlight=False)
 
 Opt = typer.Option

@@ -122,3 +122,52 @@ def error_gallery(items: list[Any], columns: int = 4) -> bytes | None:
                      fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def roc_pr_curves(labels: np.ndarray, probs: np.ndarray, classes: list[str], most: int = 8) -> bytes:
+    """ROC and precision-recall curves: of class 1 for a binary problem, one-vs-rest per class
+    (the ``most`` largest) otherwise; the area in each legend."""
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    shown = [1] if probs.shape[1] == 2 else list(np.argsort(-np.bincount(labels, minlength=len(classes)))[:most])
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for c in shown:
+        truth = labels == c
+        if truth.all() or not truth.any():
+            continue
+        fpr, tpr, _ = roc_curve(truth, probs[:, c])
+        precision, recall, _ = precision_recall_curve(truth, probs[:, c])
+        roc.plot(fpr, tpr, label=f"{classes[c]} (AUC {auc(fpr, tpr):.3f})")
+        pr.plot(recall, precision, label=f"{classes[c]} (area {auc(recall, precision):.3f})")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    for ax, (x, y, title) in zip((roc, pr), (("false positive rate", "true positive rate", "ROC"),
+                                             ("recall", "precision", "precision-recall"))):
+        ax.set(xlabel=x, ylabel=y, title=title, xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right" if ax is roc else "lower left")
+    return _png(fig)
+
+
+def residuals(truth: np.ndarray, predicted: np.ndarray) -> bytes:
+    """Predicted against actual, and residuals against predicted (a regression's quality)."""
+    fig, (fit, spread) = plt.subplots(1, 2, figsize=(11, 4.2))
+    low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
+    fit.scatter(truth, predicted, s=6, alpha=0.4)
+    fit.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1)
+    fit.set(xlabel="actual", ylabel="predicted", title="predicted vs actual")
+    spread.scatter(predicted, truth - predicted, s=6, alpha=0.4)
+    spread.axhline(0, color="grey", linestyle=":", linewidth=1)
+    spread.set(xlabel="predicted", ylabel="actual - predicted", title="residuals")
+    for ax in (fit, spread):
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def importance_bars(importances: dict[str, float], title: str, most: int = 20) -> bytes:
+    """Horizontal bars, the largest on top."""
+    items = sorted(importances.items(), key=lambda kv: -kv[1])[:most][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(items) + 1.2))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4c78a8")
+    ax.set(title=title)
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)

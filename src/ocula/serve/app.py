@@ -56,13 +56,14 @@ class Settings:
 class ServeError(Exception):
     """A request the server refuses: HTTP status, a stable code, and a sentence for people."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.extra = status, code, message, extra
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status)
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """The one error body: ``{"error": code, "message": ...}`` (plus e.g. the ``column`` at fault)."""
+    return JSONResponse({"error": code, "message": message, **extra}, status_code=status)
 
 
 class Metrics:
@@ -86,31 +87,17 @@ class Metrics:
         self.images.inc(size)
 
 
-def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    metrics = Metrics()
-    batcher = Batcher(runner.predict, max_batch=settings.max_batch, max_delay_ms=settings.max_delay_ms,
-                      on_batch=metrics.on_batch)
-    decoder = ThreadPoolExecutor(settings.decode_threads or cpu_count(), thread_name_prefix="ocula-decode")
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await batcher.start()
-        yield
-        await batcher.stop()
-        decoder.shutdown(wait=True)  # pending captures are written before the file closes
-        if settings.capture is not None:
-            settings.capture.close()
-
+def base_app(*, describe: str, description: str, settings: Settings, metrics: Metrics, lifespan: Any) -> FastAPI:
+    """What every ocula endpoint has: /ping, /execution-parameters, /metrics, offline /docs, and
+    one error shape ``{"error", "message"}`` for every refusal; the caller adds /invocations."""
     app = FastAPI(title="ocula endpoint", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description=f"Image classification with {runner.describe()}. SageMaker's contract: "
-                              "`GET /ping`, `POST /invocations`.")
-    app.state.runner, app.state.metrics = runner, metrics
+                  description=description)
+    app.state.metrics = metrics
     _add_docs(app)
 
     @app.exception_handler(ServeError)
     async def _refused(_: Request, error: ServeError) -> JSONResponse:
-        return error_response(error.status, error.code, error.message)
+        return error_response(error.status, error.code, error.message, **error.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -132,7 +119,7 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ping", summary="Health check: 200 once the model is loaded")
     async def ping() -> dict[str, str]:
-        return {"status": "ok", "model": runner.describe()}
+        return {"status": "ok", "model": describe}
 
     @app.get("/execution-parameters", summary="Batch transform settings (SageMaker)")
     async def execution_parameters() -> dict[str, Any]:
@@ -143,16 +130,40 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    return app
+
+
+def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    batcher = Batcher(runner.predict, max_batch=settings.max_batch, max_delay_ms=settings.max_delay_ms,
+                      on_batch=metrics.on_batch)
+    decoder = ThreadPoolExecutor(settings.decode_threads or cpu_count(), thread_name_prefix="ocula-decode")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        yield
+        await batcher.stop()
+        decoder.shutdown(wait=True)  # pending captures are written before the file closes
+        if settings.capture is not None:
+            settings.capture.close()
+
+    app = base_app(describe=runner.describe(), settings=settings, metrics=metrics, lifespan=lifespan,
+                   description=f"Image classification with {runner.describe()}. SageMaker's contract: "
+                               "`GET /ping`, `POST /invocations`.")
+    app.state.runner = runner
+
     @app.post("/invocations", summary="Classify one image, or several as JSON", openapi_extra=_INVOCATIONS_DOC,
               response_class=JSONResponse)
     async def invocations(request: Request, top_k: int | None = Query(None, ge=1, description=(
             "Return only the k most probable classes, with their labels"))) -> Response:
         began = time.perf_counter()
-        verbose = _accept(request.headers.get("accept"))
+        verbose = accept_json(request.headers.get("accept"))
         request_id = request.headers.get("x-request-id", "")
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.max_body_bytes)
         loop = asyncio.get_running_loop()
         kind = _content_type(request.headers.get("content-type"))
         images = [body] if kind != JSON_TYPE else await loop.run_in_executor(decoder, _instances, body)
@@ -175,7 +186,7 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _accept(header: str | None) -> bool:
+def accept_json(header: str | None) -> bool:
     """True for ``application/json;verbose``; False for plain JSON; 406 for anything else."""
     offered = [part.replace(" ", "").lower() for part in (header or "*/*").split(",")]
     if any(part.startswith(JSON_TYPE) and "verbose" in part for part in offered):
@@ -195,7 +206,7 @@ def _content_type(header: str | None) -> str:
                      f"{', '.join(IMAGE_TYPES)}, or {JSON_TYPE} with {{\"instances\": [{{\"b64\": ...}}]}}")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     too_large = ServeError(413, "payload_too_large", f"the body is over the {limit / 2**20:g} MB limit")
     if declared and declared.isdigit() and int(declared) > limit:

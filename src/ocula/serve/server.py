@@ -45,12 +45,33 @@ class Options:
 
 def build_app(options: Options, *, log=None):
     options.check()
+    tabular = _tabular_model(options.run)
+    if tabular is not None:
+        from ocula.serve.tabular import create_tabular_app
+
+        return create_tabular_app(tabular, Settings(max_body_bytes=int(options.max_body_mb * 2**20)))
     runner = load_runner(options.run, backend=options.backend, int8=options.int8, threads=options.threads,
                          max_pixels=int(options.max_megapixels * 1e6), log=log)
     capture = Capture(options.capture_dir, options.capture_percent) if options.capture_dir else None
     settings = Settings(max_batch=options.max_batch, max_delay_ms=options.max_delay_ms,
                         max_body_bytes=int(options.max_body_mb * 2**20), capture=capture)
     return create_app(runner, settings)
+
+
+def _tabular_model(run: str):
+    """The run's tabular model when it is an ``ocula automl`` run, else None."""
+    from ocula.storage import RunDir, read_json
+
+    card = RunDir.open(run, need=("card",)).card
+    try:
+        kind = read_json(card).get("type")
+    except (ValueError, OSError, AttributeError):
+        return None  # the image loader says what is wrong with it
+    if kind != "tabular":
+        return None
+    from ocula.tabular.model import TabularModel
+
+    return TabularModel.load(card.parent)
 
 
 def from_environment():
@@ -70,7 +91,8 @@ def serve(options: Options, *, host: str = "127.0.0.1", port: int = 8080, worker
         options.threads = max(1, cpu_count() // workers)
     app = build_app(options, log=log)  # fails here, in one line, on a bad run
     say = log or print
-    say(f"serving {options.run} with {app.state.runner.describe()} on http://{host}:{port} "
+    model = app.state.runner.describe() if hasattr(app.state, "runner") else app.state.model.card["best"]
+    say(f"serving {options.run} with {model} on http://{host}:{port} "
         f"(POST /invocations, GET /ping, /docs, /metrics); Ctrl-C stops")
     config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": access_log,
                               "timeout_graceful_shutdown": 5}

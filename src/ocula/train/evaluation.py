@@ -39,7 +39,7 @@ from ocula.evaluate import GalleryItem, diagnose, render_report, shift_summary, 
 from ocula.models.predictor import Predictor
 from ocula.storage import RunDir, read_json, read_yaml, write_json
 from ocula.train.batches import keep_freed_memory
-from ocula.train.log import RunLog
+from ocula.storage.log import RunLog
 
 SPLITS = ("test", "val", "train", "all")
 SHIFTS = ("phone",)

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ocula.train.batches import loader, scores
-from ocula.train.log import RunLog
+from ocula.storage.log import RunLog
 from ocula.train.schedule import set_lr
 
 

@@ -35,7 +35,7 @@ from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, wr
 from ocula.train.batches import CachedImages, Split, cpu_budget, keep_freed_memory, loader
 from ocula.train.evaluation import assess
 from ocula.train.features import HeadDraws, extract, head_epochs
-from ocula.train.log import RunLog
+from ocula.storage.log import RunLog
 from ocula.train.loop import backbone_epochs, measure_step_seconds
 from ocula.train.run import Run
 from ocula.train.schedule import History, epoch_line

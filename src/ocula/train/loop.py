@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from ocula.models.freeze import set_train_mode
 from ocula.train.batches import predict, scores
-from ocula.train.log import RunLog
+from ocula.storage.log import RunLog
 from ocula.train.schedule import set_lr
 
 Mixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
