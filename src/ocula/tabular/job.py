@@ -108,15 +108,16 @@ def automl(data: str, *, target: str, budget: str | float | None = "5m", metric:
     window = began + budget_seconds * SEARCH_SHARE - time.time()
     search = Search(spec, X, y, deadline=began + budget_seconds * SEARCH_SHARE, threads=threads or _cores(),
                     announce=log.line, fold_progress=log.progress)
-    log.line(f"{len(y)} rows, {len(features)} features, {folds}-fold cross-validation; "
-             f"searching {len(chosen)} model families for {budget_seconds * SEARCH_SHARE:.0f} s")
-    log.line(f"data report in {time.time() - began:.1f} s")
+    log.line(f"data report in {time.time() - began:.1f} s; {len(y)} rows, {len(features)} features, "
+             f"{folds}-fold cross-validation; searching {len(chosen)} model families for {window:.0f} s")
     search.defaults(chosen, until=time.time() + window * DEFAULTS_SHARE)
     search.tune(chosen, run.path / "tuning")
     search.ensemble()
     best = search.best()
     if best is None:
-        raise OutOfTimeError(budget_seconds)
+        first = next(iter(search.skipped.items()), ("", "no model family to try"))
+        raise DataError(f"no model could be fitted: {first[0]} {first[1]}".strip(),
+                        hint="see log.txt in the run directory for every model's error")
 
     threshold = calibrate(spec, y, best.oof)
     if threshold is not None:
@@ -166,12 +167,6 @@ def automl(data: str, *, target: str, budget: str | float | None = "5m", metric:
                  wall_seconds=round(seconds, 1))
     log.line(f"done in {seconds:.0f} s (budget {budget_seconds:.0f} s): {run.path}")
     return TabularRun(run.path, metrics)
-
-
-class OutOfTimeError(ConfigError):
-    def __init__(self, budget_seconds: float) -> None:
-        super().__init__(f"no model finished cross-validation within the {budget_seconds:.0f} s budget",
-                         hint="give a larger --budget, or fewer --folds")
 
 
 def _drop_rare_classes(frame: Any, problem: Any, folds: int, log: RunLog) -> tuple[Any, Any]:
