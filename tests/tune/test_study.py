@@ -143,3 +143,18 @@ def test_warm_start_seeds_a_new_study_with_the_earlier_trials_that_fit(tmp_path)
     assert len(counted(study)) == 3 and len(study.trials) == 3 + len(fitting)  # copies do not count
     with pytest.raises(ConfigError, match="not a study folder"):
         parent_study(str(tmp_path / "nowhere"))
+
+
+def test_a_joiner_waits_for_the_settings_of_a_study_created_a_moment_ago(tmp_path):
+    """`ocula tune --join` can load a study between its creation and the storing of its settings
+    (seen in CI with PostgreSQL): it waits for them instead of calling it foreign."""
+    import threading
+
+    from ocula.tune.study import SETTINGS, settings
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=url)
+    later = threading.Timer(1.0, lambda: study.set_user_attr(SETTINGS, {"strategy": "random"}))
+    later.start()
+    assert settings("s", url)["strategy"] == "random"
+    later.join()

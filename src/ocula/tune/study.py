@@ -29,6 +29,7 @@ INTERRUPTED = "interrupted"  # user attribute of a trial stopped by Ctrl-C: queu
 HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
 WARM = "warm_start_from"  # user attribute of a trial copied from an earlier study
 SETTINGS = "ocula"  # study user attribute: space, strategy, trials, deadline, objective settings
+SETTINGS_WAIT = 10  # seconds a joiner waits for a just-created study's settings
 
 
 class Pruned(Exception):
@@ -143,9 +144,11 @@ def settings(name: str, storage: str) -> dict[str, Any]:
         study = optuna.load_study(study_name=name, storage=_rdb(storage))
     except Exception as error:  # noqa: BLE001
         raise _storage_error(error, name, storage) from None
-    if SETTINGS not in study.user_attrs:
-        raise UsageError(f"study {name!r} was not created by ocula tune")
-    return study.user_attrs[SETTINGS]
+    for _ in range(SETTINGS_WAIT * 5):  # a study is created a moment before its settings are stored
+        if SETTINGS in study.user_attrs:
+            return study.user_attrs[SETTINGS]
+        time.sleep(0.2)
+    raise UsageError(f"study {name!r} was not created by ocula tune")
 
 
 def counted(study: Any) -> list[Any]:
