@@ -73,6 +73,7 @@ def test_json_records_one_or_many(run, server):
     (b'{"plan": "basic", "tenure": "three", "income": 40}', "application/json", 400, "schema_error", "tenure"),
     (b"plan,tenure\nbasic,3\n", "text/csv", 400, "schema_error", "income"),
     (b"1,2\n", "text/csv", 400, "schema_error", None),
+    (b"plan,tenure,income\nbasic,3\n", "text/csv", 400, "schema_error", None),
     (b"{not json", "application/json", 400, "invalid_json", None),
     (b"[1, 2]", "application/json", 400, "invalid_json", None),
     (b"", "text/csv", 400, "empty_body", None),

@@ -86,7 +86,7 @@ def _csv(body: bytes, model: TabularModel) -> tuple[Any, bool]:
     rows = [r for r in rows if r]
     if not rows:
         raise ServeError(400, "invalid_csv", "the body has no rows")
-    inputs, features = model.card.get("input_columns", list(model.schema)), list(model.schema)
+    inputs, features = model.card["input_columns"], list(model.schema)
     first = [c.strip() for c in rows[0]]
     if set(first) <= set(inputs) | set(features) | {model.card["problem"]["target"]}:
         header, rows = first, rows[1:]  # a header row: columns by name (a missing one is named below)
@@ -98,8 +98,10 @@ def _csv(body: bytes, model: TabularModel) -> tuple[Any, bool]:
                                                   f"{len(inputs)} ({', '.join(inputs)}) or the {len(features)} "
                                                   f"features ({', '.join(features)})")
         header = widths[len(rows[0])]
-        if any(len(r) != len(header) for r in rows):
-            raise ServeError(400, "schema_error", "rows have different numbers of fields")
+    ragged = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
+    if ragged is not None:
+        raise ServeError(400, "schema_error", f"row {ragged + 1} has {len(rows[ragged])} fields; expected "
+                                              f"{len(header)} ({', '.join(header)})")
     if not rows or len(rows) > MAX_ROWS:
         raise ServeError(400 if not rows else 413, "invalid_csv" if not rows else "too_many_rows",
                          "the body has a header but no rows" if not rows else f"at most {MAX_ROWS} rows per request")

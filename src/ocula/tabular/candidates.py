@@ -32,14 +32,20 @@ class Candidate:
             settings[self.threads] = threads
         if self.seeded:
             settings["random_state"] = seed
-        if kind != "regression":
-            settings = {k: v for k, v in settings.items() if not k.startswith("regressor_")}
-            settings = {k.removeprefix("classifier_"): v for k, v in settings.items()}
-        else:
-            settings = {k: v for k, v in settings.items() if not k.startswith("classifier_")}
-            settings = {k.removeprefix("regressor_"): v for k, v in settings.items()}
+        own = _for(kind, settings)
         return {"candidate": self.name, "model": self.classifier if kind != "regression" else self.regressor,
-                "params": settings, "flavour": self.flavour}
+                "params": {k.removeprefix("classifier_").removeprefix("regressor_"): v for k, v in own.items()},
+                "flavour": self.flavour}
+
+    def space_for(self, kind: str) -> dict[str, Any]:
+        """The search space of this problem kind (``classifier_``/``regressor_`` entries kept or dropped)."""
+        return _for(kind, self.space)
+
+
+def _for(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings without those prefixed for the other problem kind."""
+    other = "classifier_" if kind == "regression" else "regressor_"
+    return {k: v for k, v in settings.items() if not k.startswith(other)}
 
 
 def _log(low: float, high: float, kind: str = "float") -> dict[str, Any]:

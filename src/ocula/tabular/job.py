@@ -29,7 +29,7 @@ from ocula.tabular.model import TabularModel
 from ocula.tabular.profile import profile
 from ocula.tabular.script import write_script
 from ocula.tabular.search import Search, calibrate
-from ocula.tabular.table import infer_problem, read_table, separator
+from ocula.tabular.table import infer_problem, read_table
 
 SEARCH_SHARE = 0.75  # of the budget; the rest refits the best on every row and writes the reports
 DEFAULTS_SHARE = 0.5  # of the search: past it, the remaining model families give way to tuning
@@ -62,6 +62,7 @@ def automl(data: str, *, target: str, budget: str | float | None = "5m", metric:
             raise ConfigError(f"--keep {name!r} is the target")
     log = RunLog(quiet=quiet)
     frame = read_table(data)
+    separator = frame.attrs.get("separator", ",")
     unknown_keep = [k for k in keep if k not in frame.columns]
     if unknown_keep:
         raise unknown("column in --keep", unknown_keep[0], [str(c) for c in frame.columns], ConfigError)
@@ -90,7 +91,7 @@ def automl(data: str, *, target: str, budget: str | float | None = "5m", metric:
 
     frame, problem = _drop_rare_classes(frame, problem, folds, log)
     features = data_report["features"]
-    spec = {"data": str(Path(data).resolve()), "sep": _sep(data), "target": target, "kind": problem.kind,
+    spec = {"data": str(Path(data).resolve()), "sep": separator, "target": target, "kind": problem.kind,
             "metric": problem.metric, "greater_is_better": problem.greater_is_better, "labels": problem.labels,
             "columns": features, "levels": {n: int(frame[n].nunique()) for n, k in features.items()
                                             if k == "categorical"},
@@ -181,12 +182,6 @@ def _drop_rare_classes(frame: Any, problem: Any, folds: int, log: RunLog) -> tup
     kept = frame[~frame[problem.target].astype(str).isin(rare)]
     return kept, infer_problem(kept, problem.target, kind=None if problem.kind == "multiclass" else problem.kind,
                                metric=problem.metric)
-
-
-def _sep(data: str) -> str:
-    if str(data).lower().endswith((".parquet", ".pq")):
-        return ","
-    return separator(Path(data).open("rb").read(65536).decode("utf-8", errors="replace"))
 
 
 def _cores() -> int:

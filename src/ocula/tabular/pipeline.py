@@ -12,6 +12,7 @@ fitted and what the script rebuilds are the same code. A spec is JSON:
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 import numpy as np
@@ -173,8 +174,6 @@ def cross_val_predict(spec: dict[str, Any], X: pd.DataFrame, y: np.ndarray, memb
                       after_fold: Any = None) -> np.ndarray:
     """Out-of-fold predictions of one member; ``after_fold(i, seconds_fit, seconds_predict)`` may
     raise to stop early (a time budget)."""
-    import time
-
     n_classes = 0 if spec["kind"] == "regression" else int(y.max()) + 1
     oof = np.zeros(len(y)) if spec["kind"] == "regression" else np.zeros((len(y), n_classes))
     for i, (train, valid) in enumerate(folds(spec, y)):

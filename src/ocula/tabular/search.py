@@ -129,8 +129,7 @@ class Search:
             left = self.deadline - time.time()
             if left <= 1:
                 break
-            space = {k: v for k, v in candidate.space.items()
-                     if not k.startswith("regressor_" if self.spec["kind"] != "regression" else "classifier_")}
+            space = candidate.space_for(self.spec["kind"])
             config = StudyConfig(name=candidate.name, directory=directory / candidate.name, strategy="bayesian",
                                  direction="maximize" if self.greater else "minimize",
                                  budget_seconds=left / (len(chosen) - index), seed=self.spec["seed"])

@@ -47,7 +47,9 @@ def read_table(path: str | Path) -> Any:
             head = p.open("rb").read(65536)
             if b"\x00" in head:
                 raise DataError(f"{p} is not a table: it holds binary data", hint="pass a CSV or Parquet file")
-            frame = pd.read_csv(p, sep=separator(head.decode("utf-8", errors="replace")), skipinitialspace=True)
+            sep = separator(head.decode("utf-8", errors="replace"))
+            frame = pd.read_csv(p, sep=sep, skipinitialspace=True)
+            frame.attrs["separator"] = sep  # for the run's candidate.py, which reads the file the same way
     except DataError:
         raise
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
@@ -63,8 +65,7 @@ def read_table(path: str | Path) -> Any:
 
 def separator(text: str) -> str:
     try:
-        return csv.Sniffer().sniff(text.split("\n", 20)[-2] if text.count("\n") > 20 else text,
-                                   delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff("\n".join(text.splitlines()[:20]), delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
 
