@@ -52,6 +52,13 @@ class ImageError(OculaError):
         self.detail = detail
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, or its type's name when the message is
+    empty (``EOFError()`` from a zero-byte file): for one-line errors about foreign failures."""
+    line = next((part.strip() for part in str(error).splitlines() if part.strip()), "")
+    return line[:limit] if line else type(error).__name__
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """A hint naming the closest choices, for 'unknown name' errors."""
     choices = list(choices)

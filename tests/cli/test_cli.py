@@ -18,6 +18,10 @@ from tests.conftest import run_cli
 FAST = ["--image-size", "64", "--batch-size", "16"]
 
 
+class Payload:
+    """A Python object in a checkpoint: what a weights-only loader must refuse."""
+
+
 def assert_one_line_error(result, pattern: str) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -117,3 +121,42 @@ def test_ctrl_c_saves_and_resume_continues(tmp_path, make_dataset):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, 41))
     assert metrics["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_damaged_or_foreign_weights_are_one_line_and_never_suggest_unsafe_loading(tmp_path, make_dataset):
+    """A zero-byte weights.pt (predict, serve) or last.pt (train --resume), and a pickle holding a
+    Python object: one line each, and none tells the user to pass weights_only=False."""
+    import shutil
+
+    from tests.serve.test_server import free_port
+
+    data = make_dataset(tmp_path / "d", per_class=6, size=32)
+    run = tmp_path / "run"
+    trained = run_cli("train", str(data), "--model", "small_cnn", "--pretrained", "none", "--mode", "full",
+                      "--epochs", "1", "--out", str(run), "--runs-root", str(tmp_path / "runs"))
+    assert trained.returncode == 0, trained.stderr
+    image = str(next((data / "square").iterdir()))
+
+    empty = tmp_path / "empty-weights"
+    shutil.copytree(run, empty)
+    (empty / "model" / "weights.pt").write_bytes(b"")
+    for name in ("model.onnx", "export.json"):
+        (empty / "model" / name).unlink(missing_ok=True)
+    assert_one_line_error(run_cli("predict", str(empty), image), "is empty (0 bytes)")
+    served = run_cli("serve", str(empty), "--port", str(free_port()), timeout=120)
+    assert served.returncode == 2 and "Traceback" not in served.stderr, served.stderr
+    assert "is empty (0 bytes)" in served.stderr.strip().splitlines()[-1]  # after the "exporting ..." line
+
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    assert_one_line_error(run_cli("train", "--resume", str(run)), "is empty (0 bytes)")
+
+    torch.save({"model": {"w": torch.zeros(1)}, "epoch": Payload()}, run / "checkpoints" / "last.pt")
+    resumed = run_cli("train", "--resume", str(run))
+    assert_one_line_error(resumed, "contains the python object")
+    shutil.copy(run / "checkpoints" / "last.pt", empty / "model" / "weights.pt")
+    predicted = run_cli("predict", str(empty), image)
+    assert_one_line_error(predicted, "contains the python object")
+    for result in (resumed, predicted):
+        assert "weights_only=False" not in result.stderr and "weights_only` set to `False" not in result.stderr

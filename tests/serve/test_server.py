@@ -223,7 +223,8 @@ def test_openapi_docs_are_served_offline(server):
 
 @pytest.mark.parametrize("setup, message", [
     (lambda run, tmp: str(tmp / "nope"), "does not exist"),
-    (lambda run, tmp: _broken_copy(run, tmp), "cannot load"),
+    (lambda run, tmp: _broken_copy(run, tmp), "is not a readable PyTorch file"),
+    (lambda run, tmp: _broken_copy(run, tmp, b""), "is empty (0 bytes)"),
 ])
 def test_a_missing_or_broken_run_fails_at_start_in_one_line(run, tmp_path, setup, message):
     result = run_cli("serve", setup(run, tmp_path), "--port", str(free_port()), timeout=120)
@@ -231,12 +232,12 @@ def test_a_missing_or_broken_run_fails_at_start_in_one_line(run, tmp_path, setup
     assert len(result.stderr.strip().splitlines()) <= 2
 
 
-def _broken_copy(run, tmp: Path) -> str:
+def _broken_copy(run, tmp: Path, weights: bytes = b"not a checkpoint") -> str:
     import shutil
 
     target = tmp / "broken"
     shutil.copytree(run.path, target)
-    (target / "model" / "weights.pt").write_bytes(b"not a checkpoint")
+    (target / "model" / "weights.pt").write_bytes(weights)
     for name in ("model.onnx", "export.json"):
         (target / "model" / name).unlink(missing_ok=True)
     return str(target)

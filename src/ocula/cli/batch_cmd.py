@@ -11,7 +11,8 @@ SHOWN_BAD = 20  # bad files listed in the summary; the errors file has them all
 
 
 def batch(
-    run: Annotated[str, typer.Argument(help="A run directory written by `ocula train`.")],
+    run: Annotated[str, typer.Argument(help="A run directory written by `ocula train` (or `ocula automl`: then INPUT is "
+                                          "a CSV or Parquet table).")],
     input: Annotated[str, typer.Argument(  # noqa: A002 - the command's argument is called INPUT
         help="A folder (every image below it), one image, or a manifest: .lst, CSV, JSON Lines, a folder with "
              "train.txt + classes.csv (all splits), or its test.txt / val.txt alone; manifests keep true labels.")],
@@ -22,7 +23,8 @@ def batch(
     top_k: Annotated[int, Opt(help="Add the k most probable labels to each line when k > 1.")] = 1,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar; print only the output path.")] = False,
 ) -> None:
-    """Score every image into one {"source", "label", "probability", "prediction"} line each.
+    """Score every image into one {"source", "label", "probability", "prediction"} line each (a tabular
+    run: every row into {"row", "predicted_label", "probability", ...} or {"row", "prediction"}).
 
     Streams with a progress bar; a re-run after an interruption continues where it stopped.
     Unusable files are skipped, listed beside the output (preds.jsonl -> preds.errors.jsonl) and tried
@@ -34,18 +36,19 @@ def batch(
     result = score(run, input, out, backend=backend, batch_size=batch_size, top_k=top_k, progress=not quiet,
                    log=(lambda message: None) if quiet else None)
     if not quiet:
-        print(f"input: {input} read as {result.input}, {result.total} images")
+        print(f"input: {input} read as {result.input}, {result.total} {result.unit}")
         print(f"model: {result.model}")
         print(f"written: {result.written}")
         print(f"already done: {result.skipped_existing} (in {result.out.name} from an earlier run, skipped)")
+        bad = "bad rows" if result.unit == "rows" else "bad files"
         if result.bad:
-            print(f"bad files: {len(result.bad)} (skipped, listed in {result.errors}, tried again on the next run)")
+            print(f"{bad}: {len(result.bad)} (skipped, listed in {result.errors}, tried again on the next run)")
             for path, reason in result.bad[:SHOWN_BAD]:
                 print(f"  {path}: {reason}")
             if len(result.bad) > SHOWN_BAD:
                 print(f"  ... and {len(result.bad) - SHOWN_BAD} more")
         else:
-            print("bad files: 0")
-        print(f"throughput: {result.images_per_second:.1f} images/s ({result.written} images in "
+            print(f"{bad}: 0")
+        print(f"throughput: {result.images_per_second:.1f} {result.unit}/s ({result.written} {result.unit} in "
               f"{result.seconds:.1f} s); peak memory {result.peak_rss_mb} MB")
     print(result.out)

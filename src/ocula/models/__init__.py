@@ -11,7 +11,7 @@ from ocula.models.card import ModelCard
 from ocula.models.preprocess import Preprocessing, preprocessing_for
 
 if TYPE_CHECKING:
-    from ocula.models.checkpoint import LoadReport, load_checkpoint, read_state_dict
+    from ocula.models.checkpoint import LoadReport, load_checkpoint, load_torch_file, read_state_dict
     from ocula.models.freeze import (
         configure, features_and_head, named_stage_groups, parse_mode, set_train_mode, stage_groups,
     )
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ocula.models.small_cnn import SmallCNN
 
 _LAZY = {
-    **dict.fromkeys(("LoadReport", "load_checkpoint", "read_state_dict"), "ocula.models.checkpoint"),
+    **dict.fromkeys(("LoadReport", "load_checkpoint", "load_torch_file", "read_state_dict"), "ocula.models.checkpoint"),
     **dict.fromkeys(("configure", "features_and_head", "named_stage_groups", "parse_mode", "set_train_mode",
                      "stage_groups"), "ocula.models.freeze"),
     **dict.fromkeys(("OFFLINE_WEIGHTS", "create_model", "list_models"), "ocula.models.registry"),
@@ -43,6 +43,7 @@ __all__ = [
     "features_and_head",
     "list_models",
     "load_checkpoint",
+    "load_torch_file",
     "named_stage_groups",
     "parse_mode",
     "preprocessing_for",

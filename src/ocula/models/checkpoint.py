@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ocula.errors import ModelError
+from ocula.errors import ModelError, first_line
 from ocula.models.card import ModelCard
 
 WEIGHTS_NAME = "weights.pt"
@@ -79,6 +79,36 @@ def classifier_prefix(model: nn.Module) -> str:
     raise ModelError(f"cannot find the classifier of {type(model).__name__}")
 
 
+def load_torch_file(path: str | os.PathLike[str], *, what: str = "file", hint: str | None = None) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU, with every failure one ModelError line.
+
+    The only place ocula reads a PyTorch file: weights, resume checkpoints, packaged weights.
+    Torch's own message for a refused object suggests ``weights_only=False``, which would run
+    the file's code; ours names the object and never suggests that.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{what} {path} does not exist", hint=hint or "check the path")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{what} {path} is empty (0 bytes)", hint=hint or "the file was not written completely")
+    try:
+        with warnings.catch_warnings():
+            # Old pickle protocols make torch warn; the weights-only unpickler still guards them.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"GLOBAL (\S+)", str(exc))
+        if blocked:
+            raise ModelError(
+                f"{what} {path} refused: it contains the Python object {blocked.group(1)}, not just tensors",
+                hint="only tensors and plain containers are loaded, for safety; "
+                     "re-save it with torch.save(model.state_dict())",
+            ) from None
+        raise ModelError(f"{what} {path} is not a PyTorch file (unreadable pickle data)", hint=hint) from None
+    except Exception as exc:  # noqa: BLE001 - truncated, zip damaged, not torch at all: one line
+        raise ModelError(f"{what} {path} is not a readable PyTorch file ({first_line(exc)})", hint=hint) from None
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """A tensor-name -> tensor mapping from a ``.pt``/``.pth``/``.bin``/``.safetensors`` file.
 
@@ -95,21 +125,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
             return _strip_prefixes(load_file(str(path), device="cpu"))
         except Exception as exc:
             raise ModelError(f"checkpoint {path} is not a readable safetensors file ({type(exc).__name__})") from None
-    try:
-        with warnings.catch_warnings():
-            # Old pickle protocols make torch warn; the weights-only unpickler still guards them.
-            warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        blocked = re.search(r"GLOBAL (\S+)", str(exc))
-        if blocked:
-            raise ModelError(
-                f"checkpoint {path} refused: it contains the Python object {blocked.group(1)}, not just tensors",
-                hint="only plain state dicts are loaded, for safety; re-save it with torch.save(model.state_dict())",
-            ) from None
-        raise ModelError(f"checkpoint {path} is not a PyTorch checkpoint (unreadable pickle data)") from None
-    except Exception as exc:
-        raise ModelError(f"checkpoint {path} is not a PyTorch checkpoint ({type(exc).__name__})") from None
+    obj = load_torch_file(path, what="checkpoint")
     while isinstance(obj, Mapping) and not _is_state_dict(obj):
         inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:

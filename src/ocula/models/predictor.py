@@ -14,8 +14,9 @@ from torch import nn
 
 from ocula.data.decode_cache import decode_resized
 from ocula.data.imageio import read_bytes
-from ocula.errors import ModelError
+from ocula.errors import ModelError, first_line
 from ocula.models.card import ModelCard, find_card
+from ocula.models.checkpoint import load_torch_file
 from ocula.models.registry import create_model
 
 
@@ -36,11 +37,11 @@ class Predictor:
             raise ModelError(f"{weights} is missing", hint="pass a run directory written by `ocula train`")
         model, _, _ = create_model(card.arch, len(card.labels), pretrained="none", drop_rate=0.0,
                                    image_size=card.input_size)
+        state = load_torch_file(weights, what="weights", hint="pass a run directory written by `ocula train`")
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except Exception as error:  # a foreign or damaged file: say so in one line
-            raise ModelError(f"cannot load {weights}: {str(error).splitlines()[0]}") from None
+            model.load_state_dict(state)  # type: ignore[arg-type]
+        except Exception as error:  # weights of another model: say so in one line
+            raise ModelError(f"cannot load {weights}: {first_line(error)}") from None
         return cls(model, card)
 
     def tensor(self, data: bytes, name: str = "<image>") -> torch.Tensor:

@@ -21,6 +21,7 @@ from ocula.models.checkpoint import (
     classifier_prefix,
     load_checkpoint,
     load_state,
+    load_torch_file,
     resolve_checkpoint,
 )
 from ocula.models.preprocess import LOCAL_PREPROCESSING, OFFLINE_MEAN_STD, RGB, Preprocessing, preprocessing_for
@@ -194,10 +195,7 @@ def load_offline_weights(model: nn.Module, name: str) -> LoadReport:
     """
     spec = OFFLINE_WEIGHTS[name]
     path = spec.locate()
-    try:
-        packaged = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"offline weights {path} are unreadable ({type(exc).__name__})", hint="reinstall the package") from None
+    packaged = load_torch_file(path, what="offline weights", hint="reinstall the weights package")
     own = model.state_dict()
     if not isinstance(packaged, dict) or len(packaged) != spec.num_tensors or len(own) != spec.num_tensors:
         raise ModelError(

@@ -38,7 +38,7 @@ from rich.text import Text
 from ocula.data.imageio import read_bytes
 from ocula.data.readers import IMAGE_EXTENSIONS, load_source
 from ocula.errors import DataError, ImageError, Interrupted, UsageError
-from ocula.serve.runner import Runner, load_runner
+from ocula.serve.runner import Runner, is_tabular, load_runner
 from ocula.storage import RunDir
 
 PREFETCH = 2  # batches decoding ahead of the model
@@ -71,6 +71,7 @@ class BatchResult:
     images_per_second: float = 0.0
     peak_rss_mb: int = 0
     model: str = ""
+    unit: str = "images"  # or "rows" (a tabular run)
 
 
 def score(
@@ -108,9 +109,14 @@ def score(
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     if top_k < 1:
         raise UsageError(f"top-k must be at least 1, got {top_k}")
-    RunDir.open(run, need=("card", "weights"))  # a wrong run path fails before any file is touched
-    items, kind = resolve_input(source)
     out_path = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
+    run_dir = RunDir.open(run, need=("card",))  # a wrong run path fails before any file is touched
+    if is_tabular(run_dir):
+        from ocula.serve.table_batch import score_table
+
+        return score_table(run_dir, source, out_path, progress=progress)
+    RunDir.open(run, need=("card", "weights"))
+    items, kind = resolve_input(source)
     errors_path = errors_path_for(out_path)
     items = _unique(items)
     done = read_done(out_path)
@@ -120,13 +126,9 @@ def score(
     if not todo:
         errors_path.unlink(missing_ok=True)
         result.model = "not loaded (nothing left to score)"
-        result.peak_rss_mb = _peak_rss_mb()
+        result.peak_rss_mb = peak_rss_mb()
         return result
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise UsageError(f"cannot write {out_path}: {error.strerror}", hint="choose another --out") from None
+    fd = open_output(out_path)
     try:
         runner = load_runner(run, backend=backend, int8=int8, threads=threads, log=log)
     except BaseException:
@@ -137,12 +139,13 @@ def score(
     began = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocula-decode")
     try:
-        with errors_path.open("w", encoding="utf-8") as errors, _progress(progress, len(todo)) as advance:
+        with errors_path.open("w", encoding="utf-8") as errors, progress_bar(progress, len(todo)) as advance:
             for good, bad in _prepared_batches(runner, todo, batch_size, pool):
                 if good:
                     probs = runner.predict(np.stack([array for _, array in good]))
-                    _write_all(fd, "".join(json.dumps(_record(item, row, runner.labels, k)) + "\n"
-                                           for (item, _), row in zip(good, probs)).encode("utf-8"))
+                    append(fd, "".join(json.dumps(_record(item, row, runner.labels, k)) + "\n"
+                                       for (item, _), row in zip(good, probs)).encode("utf-8"), out_path,
+                           result.written)
                     result.written += len(good)
                 if bad:
                     errors.write("".join(json.dumps({"source": item.source, "reason": error.reason,
@@ -158,7 +161,7 @@ def score(
         os.close(fd)
         result.seconds = time.perf_counter() - began
         result.images_per_second = result.written / result.seconds if result.seconds > 0 else 0.0
-        result.peak_rss_mb = _peak_rss_mb()
+        result.peak_rss_mb = peak_rss_mb()
         if not result.bad:
             errors_path.unlink(missing_ok=True)
     return result
@@ -201,13 +204,35 @@ def errors_path_for(out: Path) -> Path:
     return out.with_name((out.stem if out.suffix else out.name) + ".errors.jsonl")
 
 
-def read_done(out: Path) -> set[str]:
-    """Sources already in ``out``; a torn last line (an interrupted write) is cut off the file."""
+def open_output(out: Path) -> int:
+    """A descriptor appending to ``out`` (its folder made), or a one-line UsageError."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UsageError(f"cannot write {out}: {error.strerror}", hint="choose another --out") from None
+
+
+def append(fd: int, data: bytes, out: Path, written: int) -> None:
+    """Append ``data`` whole; a full disk (or any refused write) is one line that says what is safe."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as error:
+        raise UsageError(f"cannot write {out}: {error.strerror or error} after {written} lines written by this run",
+                         hint="free space, then run the same command again: it continues after the lines "
+                              "already written") from None
+
+
+def read_done(out: Path, key: str = "source") -> set[Any]:
+    """The ``key`` of every line already in ``out`` (sources, or rows of a table); a torn last line
+    (an interrupted write) is cut off the file."""
     if not out.exists():
         return set()
     if not out.is_file():
         raise UsageError(f"--out {out} is not a file", hint="give a file name such as preds.jsonl")
-    done: set[str] = set()
+    done: set[Any] = set()
     keep = 0
     with out.open("rb") as handle:
         for lineno, raw in enumerate(handle, 1):
@@ -216,7 +241,7 @@ def read_done(out: Path) -> set[str]:
                 continue
             try:
                 record = json.loads(raw)
-                complete = raw.endswith(b"\n") and isinstance(record["source"], str)
+                complete = raw.endswith(b"\n") and isinstance(record[key], str if key == "source" else int)
             except (ValueError, KeyError, TypeError):
                 complete = False
             if not complete:
@@ -224,7 +249,7 @@ def read_done(out: Path) -> set[str]:
                     raise UsageError(f"{out}:{lineno} is not a line `ocula batch` wrote",
                                      hint="give another --out, or delete the file to start over")
                 break
-            done.add(record["source"])
+            done.add(record[key])
             keep += len(raw)
     if keep < out.stat().st_size:
         os.truncate(out, keep)
@@ -292,28 +317,26 @@ def _record(item: Item, row: np.ndarray, labels: list[str], k: int) -> dict[str,
     return record
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _peak_rss_mb() -> int:
+def peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 class _Speed(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = {"images": "img"}.get(unit, unit)
+
     def render(self, task: Any) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} img/s" if speed else "- img/s")
+        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s")
 
 
-class _progress:
-    """A rich bar on stderr (images, img/s, ETA) when asked for and stderr is a terminal."""
+class progress_bar:  # noqa: N801 - used as a function: ``with progress_bar(...) as advance``
+    """A rich bar on stderr (done/total, speed, ETA) when asked for and stderr is a terminal."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(self, enabled: bool, total: int, unit: str = "images") -> None:
         console = Console(stderr=True, highlight=False)
-        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), _Speed(), TextColumn("ETA"),
+        self.bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), _Speed(unit), TextColumn("ETA"),
                             TimeRemainingColumn(), console=console, transient=True,
                             disable=not enabled or not console.is_terminal)
         self.task = self.bar.add_task("scoring", total=total)

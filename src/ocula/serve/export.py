@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ocula.data.imageio import read_bytes
-from ocula.errors import ImageError, ModelError, unknown
+from ocula.errors import ImageError, ModelError, first_line, unknown
 from ocula.models.preprocess import Preprocessing
 from ocula.models.predictor import Predictor
 from ocula.storage import RunDir, read_json, write_json
@@ -79,7 +79,7 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
         program.save(str(partial))
     except Exception as error:  # noqa: BLE001 - an operator the exporter cannot convert: one line
         partial.unlink(missing_ok=True)
-        raise ExportError(f"{predictor.card.arch} cannot be converted to ONNX: {str(error).splitlines()[0]}",
+        raise ExportError(f"{predictor.card.arch} cannot be converted to ONNX: {first_line(error)}",
                           hint="serve it with --backend torch") from None
     difference = _max_abs_diff(partial, wrapped, batch)
     if not difference <= TOLERANCE:  # also refuses NaN

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ocula.data.imageio import read_bytes
-from ocula.errors import ImageError, UsageError
+from ocula.errors import ImageError, UsageError, first_line
 from ocula.models.card import ModelCard
 from ocula.serve.export import ExportError
 from ocula.serve.runner import INT8_NAME, OnnxRunner, Runner
@@ -86,7 +86,7 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
                         nodes_to_exclude=_float_convs(prepared))
     except Exception as error:  # noqa: BLE001 - an operator the quantiser cannot handle: one line
         partial.unlink(missing_ok=True)
-        raise ExportError(f"int8 quantisation failed: {str(error).splitlines()[0]}") from None
+        raise ExportError(f"int8 quantisation failed: {first_line(error)}") from None
     finally:
         prepared.unlink(missing_ok=True)
     say(f"measuring fp32 and int8 accuracy on {len(validation_rows)} validation images ...")

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ocula.data.decode_cache import decode_resized
-from ocula.errors import ImageError, ModelError, UsageError, unknown
+from ocula.errors import ImageError, ModelError, UsageError, first_line, unknown
 from ocula.models.card import ModelCard
 from ocula.storage import RunDir, read_json
 
@@ -87,7 +87,7 @@ class OnnxRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - a damaged or foreign file: one line
-            raise ModelError(f"cannot load {path}: {str(error).splitlines()[0]}",
+            raise ModelError(f"cannot load {path}: {first_line(error)}",
                              hint="re-run `ocula export RUN`") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
@@ -116,6 +116,14 @@ class TorchRunner(Runner):
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def is_tabular(run_dir: RunDir) -> bool:
+    """True for an ``ocula automl`` run (its card says so); the image loader judges any other card."""
+    try:
+        return read_json(run_dir.card).get("type") == "tabular"
+    except (ValueError, OSError, AttributeError):
+        return False
 
 
 def load_runner(run: str | os.PathLike[str], *, backend: str = "auto", int8: bool = False,

@@ -60,18 +60,15 @@ def build_app(options: Options, *, log=None):
 
 def _tabular_model(run: str):
     """The run's tabular model when it is an ``ocula automl`` run, else None."""
-    from ocula.storage import RunDir, read_json
+    from ocula.serve.runner import is_tabular
+    from ocula.storage import RunDir
 
-    card = RunDir.open(run, need=("card",)).card
-    try:
-        kind = read_json(card).get("type")
-    except (ValueError, OSError, AttributeError):
-        return None  # the image loader says what is wrong with it
-    if kind != "tabular":
+    run_dir = RunDir.open(run, need=("card",))
+    if not is_tabular(run_dir):
         return None
     from ocula.tabular.model import TabularModel
 
-    return TabularModel.load(card.parent)
+    return TabularModel.load(run_dir.model_dir)
 
 
 def from_environment():

@@ -15,13 +15,13 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ocula.config import parse_duration
 from ocula.errors import ConfigError, DataError, unknown
-from ocula.storage import RunDir, RunIndex, new_run_id, write_json, write_yaml
+from ocula.storage import RunDir, RunIndex, new_run_id, read_json, write_json, write_yaml
 from ocula.storage.log import RunLog
 from ocula.tabular import explain, pipeline, report
 from ocula.tabular.candidates import BY_NAME, CANDIDATES
@@ -39,10 +39,24 @@ DEFAULTS_SHARE = 0.5  # of the search: past it, the remaining model families giv
 class TabularRun:
     path: Path
     metrics: dict[str, Any]
+    _model: TabularModel | None = field(default=None, repr=False, compare=False)
 
     @property
     def best(self) -> dict[str, Any]:
         return self.metrics["best"]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> TabularRun:
+        """The ``ocula automl`` run in ``path`` (its model is loaded, and checked, on first use)."""
+        run = RunDir.open(path, need=("card",))
+        return cls(run.path, read_json(run.metrics) if run.metrics.exists() else {})
+
+    def predict(self, rows: Any) -> list[dict[str, Any]]:
+        """Autopilot's keys for each row of a DataFrame (or a CSV/Parquet path): the answers
+        `ocula serve` gives. A model file ocula did not write is refused before it is built."""
+        if self._model is None:
+            self._model = TabularModel.load(self.path / "model")
+        return self._model.answers(read_table(rows) if isinstance(rows, str | os.PathLike) else rows)
 
 
 def automl(data: str, *, target: str, budget: str | float | None = "5m", metric: str | None = None,

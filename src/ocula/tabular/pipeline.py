@@ -47,7 +47,7 @@ class AsText(BaseEstimator, TransformerMixin):
 class DatetimeParts(BaseEstimator, TransformerMixin):
     """A date column as year, month, day, weekday, hour and days since 1970 (NaN when missing)."""
 
-    PARTS = ("year", "month", "day", "dayofweek", "hour")
+    PARTS = ("year", "month", "day", "day_of_week", "hour")
 
     def fit(self, X: Any, y: Any = None) -> DatetimeParts:
         return self

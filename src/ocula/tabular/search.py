@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ocula.errors import first_line
 from ocula.tabular import pipeline
 from ocula.tabular.candidates import Candidate
 from ocula.tune import Stop, StudyConfig, Trial, parse_space, run_study
@@ -117,7 +118,7 @@ class Search:
                 self.skipped[candidate.name] = "out of time"
                 self.announce(f"{candidate.name:<24} skipped: its folds would run past the search's time")
             except Exception as error:  # noqa: BLE001 - one model failing must not end the search
-                self.skipped[candidate.name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+                self.skipped[candidate.name] = f"{type(error).__name__}: {first_line(error, 200)}"
                 self.announce(f"{candidate.name:<24} failed: {self.skipped[candidate.name]}")
 
     def tune(self, candidates: list[Candidate], directory: Path) -> None:

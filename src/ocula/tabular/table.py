@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ocula.errors import ConfigError, DataError, unknown
+from ocula.errors import ConfigError, DataError, first_line, unknown
 
 KINDS = ("binary", "multiclass", "regression")
 # metric -> (problem kinds it applies to, greater is better)
@@ -53,7 +53,7 @@ def read_table(path: str | Path) -> Any:
     except DataError:
         raise
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as error:
-        raise DataError(f"{p} is not a readable table: {str(error).splitlines()[0][:160]}") from None
+        raise DataError(f"{p} is not a readable table: {first_line(error, 160)}") from None
     if frame.shape[1] < 2:
         raise DataError(f"{p} is not a table of features and a target: it has {frame.shape[1]} column",
                         hint="a header row and comma-separated columns, one of them the target")

@@ -27,8 +27,8 @@ from ocula.data.augment import get_policy, mix_batch, random_erasing
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
 from ocula.errors import DataError, Interrupted, UsageError
 from ocula.models import (
-    OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, named_stage_groups,
-    parse_mode,
+    OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, load_torch_file,
+    named_stage_groups, parse_mode,
 )
 from ocula.models.predictor import Predictor
 from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, write_json, write_yaml
@@ -46,6 +46,7 @@ BASE_LR = {"head": 2e-3, "finetune": 2e-3, "last": 1e-3, "full": 3e-3}
 DEFAULT_EPOCHS = {"head": 10, "finetune": 5, "last": 8, "full": 30}
 MAX_EXTRA_VIEWS = 2  # grocery, 10 head epochs: 3 views 0.733 in 110 s, 5 views 0.750 in 211 s (BENCHMARKS.md)
 FEATURE_BATCH = 64
+RESUME_KEYS = {"model", "epoch", "history", "best_model", "phase", "rng"}  # what last.pt holds
 
 
 def train(data: str | Path | None = None, *, resume: str | Path | None = None, quiet: bool = False,
@@ -64,11 +65,11 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     if resume is not None:
         run = RunDir.open(resume, need=("config", "checkpoint", "split"))
         cfg = TrainConfig.from_dict(read_yaml(run.config))
-        try:
-            checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
-        except Exception as error:  # damaged or foreign file: one line, not a traceback
-            raise UsageError(f"cannot read {run.checkpoint}: {str(error).splitlines()[0]}",
-                             hint="the run cannot be resumed; start a new one") from None
+        checkpoint = load_torch_file(run.checkpoint, what="checkpoint",
+                                     hint="the run cannot be resumed; start a new one")
+        if not isinstance(checkpoint, dict) or not RESUME_KEYS <= checkpoint.keys():
+            raise UsageError(f"{run.checkpoint} is not a checkpoint written by `ocula train`",
+                             hint="the run cannot be resumed; start a new one")
     else:
         if data is None:
             raise UsageError("no data given", hint="pass a folder of class folders or a manifest")

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ocula.errors import ConfigError, unknown
+from ocula.errors import ConfigError, first_line, unknown
 
 KINDS = ("categorical", "int", "float")
 
@@ -114,7 +114,7 @@ def load_space(path: str | os.PathLike[str], allowed: Mapping[str, Any] | None =
     except OSError as error:
         raise ConfigError(f"cannot read search space {os.fspath(path)!r}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"search space {os.fspath(path)!r} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"search space {os.fspath(path)!r} is not valid YAML: {first_line(error)}") from None
     return parse_space(spec, allowed)
 
 

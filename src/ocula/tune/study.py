@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocula.errors import ConfigError, UsageError, unknown
+from ocula.errors import ConfigError, UsageError, first_line, unknown
 from ocula.tune.space import Param, suggest
 
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
@@ -254,7 +254,7 @@ def optimize(config: StudyConfig, params: Mapping[str, Param], objective: Callab
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
             raise
         except Exception as error:
-            trial.set_user_attr("error", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            trial.set_user_attr("error", f"{type(error).__name__}: {first_line(error)}")
             raise
         finally:
             trial.set_user_attr("seconds", round(time.time() - began, 2))
@@ -346,7 +346,7 @@ def _storage_error(error: Exception, name: str, url: str) -> UsageError:
     if isinstance(error, KeyError):
         return UsageError(f"no study named {name!r} in {_safe(url)}", hint="start it with `ocula tune` first, then --join it")
     hint = "pip install 'ocula[postgres]'" if "DB access module" in str(error) else None
-    return UsageError(f"cannot open the study storage {_safe(url)}: {str(error).splitlines()[0]}", hint=hint)
+    return UsageError(f"cannot open the study storage {_safe(url)}: {first_line(error)}", hint=hint)
 
 
 def _safe(url: str) -> str:
