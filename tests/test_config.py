@@ -31,3 +31,27 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(ConfigError):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://u:pw@db:5432/ocula", "postgresql://u:***@db:5432/ocula"),
+    ("postgresql://db/ocula?user=u&password=s3cret&sslmode=require",
+     "postgresql://db/ocula?user=u&password=***&sslmode=require"),
+    ("postgresql+psycopg://u@db/x?sslpassword=k&PWD=p", "postgresql+psycopg://u@db/x?sslpassword=***&PWD=***"),
+    ("s3://bucket/runs?access_key=AK&secret_key=SK&region=eu", "s3://bucket/runs?access_key=***&secret_key=***&region=eu"),
+    ("sqlite:////tmp/study.db", "sqlite:////tmp/study.db"),
+])
+def test_storage_urls_never_show_a_password(url, shown):
+    from ocula.errors import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_a_study_storage_error_masks_a_password_in_the_query(tmp_path):
+    from ocula.errors import UsageError
+    from ocula.tune.study import settings as study_settings
+
+    url = "postgresql://127.0.0.1:1/ocula?user=u&password=s3cret&connect_timeout=1"
+    with pytest.raises(UsageError) as caught:
+        study_settings("s", url)
+    assert "s3cret" not in str(caught.value) and "password=***" in str(caught.value)

@@ -7,7 +7,9 @@ Every error says what was expected, what came in, and how to fix it. The CLI pri
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 
 class OculaError(Exception):
@@ -57,6 +59,31 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     empty (``EOFError()`` from a zero-byte file): for one-line errors about foreign failures."""
     line = next((part.strip() for part in str(error).splitlines() if part.strip()), "")
     return line[:limit] if line else type(error).__name__
+
+
+# Query parameters that carry secrets in SQLAlchemy, libpq, fsspec and cloud URLs.
+_SECRET = re.compile(r"pass|pwd|secret|token|key|credential|signature|auth", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """A storage URL as messages may show it: no password in its user-info or its query.
+
+    ``postgresql://u:pw@db/x?password=pw&sslmode=require`` -> ``postgresql://u:***@db/x?password=***&sslmode=require``."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"  # unparseable: show nothing after the scheme
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{userinfo}@{host}"
+    query = urlencode([(k, "***" if _SECRET.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*")
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if parts.query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:

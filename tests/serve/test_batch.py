@@ -204,3 +204,33 @@ def test_bad_arguments_are_one_line_and_exit_2(run, data, tmp_path, args, messag
 def test_out_is_required(run, data):
     result = run_cli("batch", str(run.path), str(data))
     assert result.returncode == 2 and "--out" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_is_one_line_and_keeps_every_line_written_whole(run, data, tmp_path):
+    """The output on a real 8 KB file system (tmpfs in a private mount namespace): the disk fills
+    mid-run; the error is one line and the file holds only complete lines, so a re-run continues."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare with user and mount namespaces to make a small file system")
+    many = tmp_path / "many"
+    for copy in range(4):  # 96 images: ~14 KB of lines
+        shutil.copytree(data, many / str(copy))
+    mount = tmp_path / "small"
+    mount.mkdir()
+    exe = Path(sys.executable).with_name("ocula")
+    script = (f'mount -t tmpfs -o size=8k tmpfs "{mount}" && "{exe}" batch "{run.path}" "{many}" '
+              f'--out "{mount}/preds.jsonl" --batch-size 8 --backend torch --quiet; code=$?; '
+              f'cp "{mount}/preds.jsonl" "{tmp_path}/kept.jsonl"; exit $code')
+    result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "run the same command again" in lines[0]
+    from ocula.serve.batch import read_done
+
+    kept = tmp_path / "kept.jsonl"
+    done = read_done(kept)  # what a re-run would skip: a torn last line is cut off
+    assert 0 < len(done) < 96
+    lines = kept.read_text().splitlines()
+    assert len(lines) == len(done) and {json.loads(line)["source"] for line in lines} == done

@@ -148,6 +148,20 @@ def test_json_instances_answer_one_entry_per_image_in_order(server, images, expe
         np.testing.assert_allclose(answer, expected(body), atol=1e-4)
 
 
+def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A 400-megapixel PNG of 388 KB: over Pillow's own decompression-bomb limit, so even its
+    header is refused by Pillow."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = zlib.compress(b"".join(b"\x00" + bytes(width) for _ in range(height)), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
 def big_image() -> bytes:
     """A 50-megapixel JPEG that is small on the wire (flat colour): only the pixel guard stops it."""
     return encode(Image.new("RGB", (8000, 6250), (120, 80, 40)))
@@ -160,6 +174,11 @@ BAD_REQUESTS = {  # name -> (body, content type, query, accept, status, error co
     "wrong content type": ("jpeg", "text/plain", "", None, 415, "unsupported_media_type"),
     "missing content type": ("jpeg", "", "", None, 415, "unsupported_media_type"),
     "50 megapixels": ("big", "image/jpeg", "", None, 413, "image_too_large"),
+    "400 megapixels (Pillow's bomb limit)": ("bomb", "image/png", "", None, 413, "image_too_large"),
+    "json nested 200,000 levels": (b"[" * 200_000 + b"]" * 200_000, "application/json", "", None, 400,
+                                   "invalid_json"),
+    "nesting inside instances": (b'{"instances": [' + b"[" * 5000 + b"]" * 5000 + b"]}", "application/json", "",
+                                 None, 400, "invalid_json"),
     "body over 6 MB": (b"\xff" * (6 * 2**20 + 1), "image/jpeg", "", None, 413, "payload_too_large"),
     "invalid json": (b"{not json", "application/json", "", None, 400, "invalid_json"),
     "json without instances": (b'{"images": []}', "application/json", "", None, 400, "invalid_json"),
@@ -174,7 +193,7 @@ BAD_REQUESTS = {  # name -> (body, content type, query, accept, status, error co
 def test_bad_requests_get_4xx_with_one_json_error_shape(server, images, name):
     body, content_type, query, accept, status, code = BAD_REQUESTS[name]
     jpeg = encode(images[0])
-    body = {"truncated": jpeg[: len(jpeg) // 2], "jpeg": jpeg, "big": big_image()}.get(body, body)
+    body = {"truncated": jpeg[: len(jpeg) // 2], "jpeg": jpeg, "big": big_image(), "bomb": bomb_png()}.get(body, body)
     headers = {"Content-Type": content_type} if content_type else {}
     got, response_headers, data = server.request("POST", "/invocations" + query, body,
                                                  {**headers, **({"Accept": accept} if accept else {})})
@@ -182,6 +201,45 @@ def test_bad_requests_get_4xx_with_one_json_error_shape(server, images, name):
     assert (got, error["error"]) == (status, code), error
     assert set(error) == {"error", "message"} and error["message"]
     assert response_headers["content-type"] == "application/json"
+
+
+def test_an_image_over_pillows_bomb_limit_is_413_naming_the_limit(server):
+    status, _, error = server.invoke(bomb_png(), "image/png")
+    assert (status, error["error"]) == (413, "image_too_large")
+    assert "400 megapixels" in error["message"] and "the limit is 40" in error["message"]
+
+
+def metric(server, series: str) -> float:
+    text = server.request("GET", "/metrics")[2].decode()
+    found = re.search("^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(found[1]) if found else 0.0
+
+
+def test_deeply_nested_json_is_a_counted_400(server):
+    series = 'ocula_requests_total{path="/invocations",status="400"}'
+    before = metric(server, series)
+    for body in (b"[" * 200_000 + b"]" * 200_000, b'{"instances": [{"b64": ' + b"[" * 100 + b"]" * 100 + b"}]}"):
+        status, _, error = server.invoke(body, "application/json")
+        assert (status, error["error"]) == (400, "invalid_json") and "nested" in error["message"], error
+    assert metric(server, series) == before + 2
+    assert metric(server, 'ocula_requests_total{path="/invocations",status="500"}') == 0
+
+
+def test_a_client_that_hangs_up_mid_upload_costs_one_log_line(run, images):
+    server = Server(str(run.path), "--backend", "torch")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                         b"Content-Length: 1000000\r\n\r\n" + b"\xff" * 50_000)
+            time.sleep(0.5)
+        time.sleep(1.0)
+        assert server.invoke(encode(images[0]))[0] == 200  # still serving
+    finally:
+        server.stop()
+    log = server.process.stderr.read()
+    assert "Traceback" not in log, log
+    lines = [line for line in log.splitlines() if "hung up" in line]
+    assert len(lines) == 1 and "50000 bytes of 1000000" in lines[0], log
 
 
 def test_unknown_path_and_method_use_the_same_error_shape(server):

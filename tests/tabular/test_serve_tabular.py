@@ -4,12 +4,14 @@ schema errors named by column."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from ocula.tabular import automl
 from ocula.tabular.model import TabularModel
+from tests.conftest import run_cli
 from tests.serve.test_server import Server
 from tests.tabular.conftest import messy_frame
 
@@ -75,6 +77,20 @@ def test_json_records_one_or_many(run, server):
     (b"1,2\n", "text/csv", 400, "schema_error", None),
     (b"plan,tenure,income\nbasic,3\n", "text/csv", 400, "schema_error", None),
     (b"{not json", "application/json", 400, "invalid_json", None),
+    (b"[" * 200_000 + b"]" * 200_000, "application/json", 400, "invalid_json", None),
+    (b'{"instances": [{"plan": ' + b"[" * 5000 + b"]" * 5000 + b"}]}", "application/json", 400, "invalid_json", None),
+    (b'{"plan": {"a": [1]}, "tenure": 3, "income": 40}', "application/json", 400, "schema_error", "plan"),
+    (b'{"plan": "basic", "tenure": Infinity, "income": 40}', "application/json", 400, "schema_error", "tenure"),
+    (b'{"plan": "basic", "tenure": -Infinity, "income": 40}', "application/json", 400, "schema_error", "tenure"),
+    (b'{"plan": "basic", "tenure": 1e400, "income": 40}', "application/json", 400, "schema_error", "tenure"),
+    (b'{"plan": "basic", "tenure": 3, "income": ' + b"9" * 400 + b"}", "application/json", 400, "schema_error",
+     "income"),
+    (b'{"plan": "basic", "tenure": 3, "income": ' + b"9" * 5000 + b"}", "application/json", 400, "invalid_json",
+     None),
+    (b"plan,tenure,income\nbasic,inf,40\n", "text/csv", 400, "schema_error", "tenure"),
+    (b"plan,tenure,income\nbasic,-inf,40\n", "text/csv", 400, "schema_error", "tenure"),
+    (b"plan,tenure,income\nbasic,3,1e400\n", "text/csv", 400, "schema_error", "income"),
+    (b"plan,tenure,income\nbasic,3," + b"9" * 400 + b"\n", "text/csv", 400, "schema_error", "income"),
     (b"[1, 2]", "application/json", 400, "invalid_json", None),
     (b"", "text/csv", 400, "empty_body", None),
     (b"a", "text/plain", 415, "unsupported_media_type", None),
@@ -91,3 +107,37 @@ def test_bad_rows_get_a_4xx_json_error_that_names_the_column(server, body, conte
 def test_ping_names_the_model(server):
     status, _, body = server.request("GET", "/ping")
     assert status == 200 and "target 'churned'" in json.loads(body)["model"]
+
+
+def test_refused_rows_are_counted_and_nothing_is_a_500(server):
+    def count(status: str) -> float:
+        text = server.request("GET", "/metrics")[2].decode()
+        found = re.search(r'^ocula_requests_total\{path="/invocations",status="' + status + r'"\} (\S+)$', text, re.M)
+        return float(found[1]) if found else 0.0
+
+    before = count("400")
+    for body in (b"[" * 200_000 + b"]" * 200_000, b'{"plan": "basic", "tenure": Infinity, "income": 40}'):
+        assert server.invoke(body, "application/json")[0] == 400
+    assert count("400") == before + 2 and count("500") == 0
+
+
+def test_ocula_batch_scores_a_table_row_by_row_and_continues(run, tmp_path):
+    path, frame = run
+    rows = frame.drop(columns=["churned"]).head(30).copy()
+    rows["tenure"] = rows["tenure"].astype(object)
+    rows.loc[rows.index[7], "tenure"] = "seven"  # one bad row: listed, not fatal
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    out = tmp_path / "preds.jsonl"
+    result = run_cli("batch", str(path), str(tmp_path / "rows.csv"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(out)
+    assert "bad rows: 1" in result.stdout and "row 7" in result.stdout
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["row"] for line in lines] == [i for i in range(30) if i != 7]
+    good = rows.drop(index=rows.index[7])
+    expected = TabularModel.load(path / "model").answers(good.astype({"tenure": float}))
+    assert [line["predicted_label"] for line in lines] == [e["predicted_label"] for e in expected]
+    errors = [json.loads(line) for line in (tmp_path / "preds.errors.jsonl").read_text().splitlines()]
+    assert errors == [{"row": 7, "reason": "schema_error", "column": "tenure", "detail": errors[0]["detail"]}]
+    again = run_cli("batch", str(path), str(tmp_path / "rows.csv"), "--out", str(out))
+    assert "already done: 29" in again.stdout and "written: 0" in again.stdout

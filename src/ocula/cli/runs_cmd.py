@@ -22,14 +22,16 @@ RootOpt = typer.Option(help="Folder of runs holding the index (index.sqlite).")
 
 @app.command("list")
 def list_runs(root: Annotated[str, RootOpt] = "runs", limit: int = 50) -> None:
-    """The most recent runs, newest first."""
+    """The most recent runs, newest first. Status: running, completed, interrupted (Ctrl-C), or dead
+    (the process ended without finishing: killed, crashed, machine restarted)."""
     from ocula.storage import RunIndex
 
     table = Table()
     table.add_column("id", no_wrap=True)
     for column in ("created", "status", "model", "mode", "augment", "classes", "epochs", "val acc", "wall s"):
         table.add_column(column, overflow="fold")
-    for row in RunIndex(root).list(limit):
+    rows = RunIndex(root).list(limit)
+    for row in rows:
         acc = row["val_accuracy"]
         table.add_row(
             row["id"], time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"])), row["status"],
@@ -38,6 +40,9 @@ def list_runs(root: Annotated[str, RootOpt] = "runs", limit: int = 50) -> None:
             f"{row['wall_seconds']:.0f}" if row["wall_seconds"] else "",
         )
     console.print(table)
+    if any(row["status"] == "dead" for row in rows):
+        console.print("dead: the process ended without finishing (killed or crashed); "
+                      "`ocula train --resume RUN` continues an image run from its last epoch")
 
 
 @app.command()

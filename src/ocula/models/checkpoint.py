@@ -83,7 +83,7 @@ def load_torch_file(path: str | os.PathLike[str], *, what: str = "file", hint: s
     """``torch.load(path, weights_only=True)`` on the CPU, with every failure one ModelError line.
 
     The only place ocula reads a PyTorch file: weights, resume checkpoints, packaged weights.
-    Torch's own message for a refused object suggests ``weights_only=False``, which would run
+    Torch's own message for a refused object suggests switching the weights-only check off, which would run
     the file's code; ours names the object and never suggests that.
     """
     path = Path(path)

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import re
 import time
 import uuid
@@ -29,8 +30,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from ocula.errors import ImageError
+from ocula.errors import ImageError, first_line
 from ocula.serve.batcher import Batcher
 from ocula.serve.capture import Capture
 from ocula.serve.runner import Prepared, Runner, cpu_count
@@ -39,6 +41,9 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 MAX_INSTANCES = 64
 IMAGE_TYPES = ("application/x-image", "image/jpeg", "image/png")
 JSON_TYPE = "application/json"
+MAX_JSON_DEPTH = 32  # no request needs more; Python's parser recurses once per level
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+log = logging.getLogger("uvicorn.error")  # uvicorn's own console format and level
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -112,7 +117,12 @@ def base_app(*, describe: str, description: str, settings: Settings, metrics: Me
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as error:  # noqa: BLE001 - a bug must still answer in the one error shape, and count
+            log.error("internal error on %s %s: %s: %s", request.method, request.url.path, type(error).__name__,
+                      first_line(error))
+            response = error_response(500, "internal_error", "the server failed on this request; it keeps serving")
         route = request.scope.get("route")
         metrics.requests.labels(getattr(route, "path", "other"), str(response.status_code)).inc()
         return response
@@ -212,22 +222,52 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody is left to answer: one log line, no traceback
+        declared_text = f" of {declared}" if declared else ""
+        log.warning("client %s hung up during the upload (%d bytes%s received)",
+                 request.client.host if request.client else "?", size, declared_text)
+        raise ServeError(499, "client_disconnected", "the client closed the connection during the upload") from None
     if size == 0:
         raise ServeError(400, "empty_body", "the request body is empty; send an image")
     return b"".join(chunks)
 
 
-def _instances(body: bytes) -> list[bytes]:
-    """``{"instances": [{"b64": "..."}, ...]}`` -> encoded images."""
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON, or a 400: malformed, nested deeper than MAX_JSON_DEPTH (deeper
+    structures exhaust the parser's or pandas' stack), or an integer too long to convert."""
+    too_deep = ServeError(400, "invalid_json", f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise too_deep from None
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: JSONDecodeError, the int digit limit
+        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {first_line(error)}") from None
+    brackets = np.frombuffer(body.translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    if brackets.size and int(np.cumsum(np.where((brackets == 91) | (brackets == 123), 1, -1)).max()) > MAX_JSON_DEPTH:
+        if _depth(document) > MAX_JSON_DEPTH:  # the count above includes brackets inside strings
+            raise too_deep
+    return document
+
+
+def _depth(document: Any) -> int:
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _instances(body: bytes) -> list[bytes]:
+    """``{"instances": [{"b64": "..."}, ...]}`` -> encoded images."""
+    document = parse_json(body)
     instances = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(instances, list) or not instances:
         raise ServeError(400, "invalid_json", 'expected {"instances": [{"b64": "<base64 image>"}, ...]}')

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,11 @@ class Runner:
         try:
             with Image.open(io.BytesIO(data)) as header:
                 size = header.size
-        except Exception as error:  # noqa: BLE001 - any header failure is a bad image
+        except Image.DecompressionBombError as error:  # an image, far too large: Pillow refuses its header
+            pixels = re.search(r"\((\d+) pixels\)", str(error))
+            shown = f"{int(pixels.group(1)) / 1e6:.0f} megapixels" if pixels else "over Pillow's decompression-bomb limit"
+            raise ImageError(name, "too_large", f"{shown}, the limit is {self.max_pixels / 1e6:g}") from None
+        except Exception as error:  # noqa: BLE001 - any other header failure is a bad image
             raise ImageError(name, "not_image", f"{len(data)} bytes, no known image format") from error
         if size[0] * size[1] > self.max_pixels:
             raise ImageError(name, "too_large", f"{size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} megapixels, "

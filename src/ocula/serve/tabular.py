@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ocula.errors import DataError
-from ocula.serve.app import JSON_TYPE, Metrics, ServeError, Settings, accept_json, base_app, read_body
+from ocula.serve.app import JSON_TYPE, Metrics, ServeError, Settings, accept_json, base_app, parse_json, read_body
 from ocula.serve.runner import cpu_count
 from ocula.tabular.model import SchemaError, TabularModel
 
@@ -113,10 +113,7 @@ def _json(body: bytes) -> tuple[Any, bool]:
     """One record, a list of records, or {"instances": [...]} -> (frame, single record?)."""
     import pandas as pd
 
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ServeError(400, "invalid_json", f"the body is not valid JSON: {error}") from None
+    document = parse_json(body)
     single = isinstance(document, dict) and "instances" not in document
     records = [document] if single else document.get("instances") if isinstance(document, dict) else document
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):

@@ -8,6 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ocula.storage import lease
+
 _metadata = sa.MetaData()
 runs_table = sa.Table(
     "runs",
@@ -58,7 +60,16 @@ class RunIndex:
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         query = sa.select(runs_table).order_by(runs_table.c.created.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
+            return [self._checked(dict(row._mapping)) for row in conn.execute(query)]
+
+    def _checked(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A "running" row whose process is gone (killed, crashed) becomes "dead", in the index too."""
+        if row["status"] == "running" and row["path"] and lease.is_dead(row["path"]):
+            row["status"] = "dead"
+            with self.engine.begin() as conn:
+                conn.execute(runs_table.update().where((runs_table.c.id == row["id"]) &
+                                                       (runs_table.c.status == "running")).values(status="dead"))
+        return row
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         """Exact id, or a unique prefix of one."""
@@ -66,4 +77,4 @@ class RunIndex:
             rows = conn.execute(sa.select(runs_table).where(runs_table.c.id.like(f"{run_id}%"))).fetchall()
         exact = [r for r in rows if r.id == run_id]
         chosen = exact or rows
-        return dict(chosen[0]._mapping) if len(chosen) == 1 else None
+        return self._checked(dict(chosen[0]._mapping)) if len(chosen) == 1 else None

@@ -21,7 +21,7 @@ from typing import Any
 
 from ocula.config import parse_duration
 from ocula.errors import ConfigError, DataError, unknown
-from ocula.storage import RunDir, RunIndex, new_run_id, read_json, write_json, write_yaml
+from ocula.storage import RunDir, RunIndex, lease, new_run_id, read_json, write_json, write_yaml
 from ocula.storage.log import RunLog
 from ocula.tabular import explain, pipeline, report
 from ocula.tabular.candidates import BY_NAME, CANDIDATES
@@ -89,6 +89,7 @@ def automl(data: str, *, target: str, budget: str | float | None = "5m", metric:
     log.line(f"{data}: {len(frame)} rows, {frame.shape[1]} columns; target {target!r} is {problem.kind} "
              f"({problem.evidence}); metric {problem.metric}")
     index = RunIndex(runs_root)
+    lease.take(run.path)
     index.record(run.id, path=str(run.path.resolve()), status="running", data=str(data), mode=f"automl {problem.kind}")
 
     data_report = profile(frame, problem, keep=keep)
@@ -180,6 +181,7 @@ def automl(data: str, *, target: str, budget: str | float | None = "5m", metric:
     report.model_report_html(run.report, metrics, figures)
     index.record(run.id, status="completed", model=f"automl:{best.name}", classes=len(problem.labels) or None,
                  wall_seconds=round(seconds, 1))
+    lease.release(run.path)
     log.line(f"done in {seconds:.0f} s (budget {budget_seconds:.0f} s): {run.path}")
     return TabularRun(run.path, metrics)
 

@@ -151,13 +151,12 @@ class TabularModel:
         out = pd.DataFrame(index=frame.index)
         for name, column in self.schema.items():
             values = frame[name]
+            nested = values.map(lambda v: isinstance(v, dict | list | tuple | set))
+            if nested.any():
+                raise SchemaError(name, f"column {name!r} holds a {type(values[nested].iloc[0]).__name__}; "
+                                        "values must be numbers, strings, booleans or null")
             if column["kind"] == "numeric":
-                cleaned = values if pd.api.types.is_numeric_dtype(values) else values.replace("", np.nan)
-                numbers = pd.to_numeric(cleaned, errors="coerce")
-                wrong = numbers.isna() & cleaned.notna()
-                if wrong.any():
-                    raise SchemaError(name, f"column {name!r} must be numeric; got {values[wrong].iloc[0]!r}")
-                out[name] = numbers.astype(float)
+                out[name] = _numbers(name, values)
             else:
                 out[name] = values
         return out
@@ -177,3 +176,36 @@ class TabularModel:
             rows.append({"predicted_label": self.labels[best], "probability": float(probs[best]),
                          "probabilities": [float(p) for p in probs], "labels": self.labels})
         return rows
+
+
+def _numbers(name: str, values: Any) -> Any:
+    """A numeric column as floats (empty cells missing); SchemaError for a value that is not a
+    number or not finite (``inf``, ``1e400``, a 400-digit integer): no model is fitted on those."""
+    import pandas as pd
+
+    cleaned = values if pd.api.types.is_numeric_dtype(values) else values.replace("", np.nan)
+    try:
+        numbers = pd.to_numeric(cleaned, errors="coerce").astype(float)
+    except OverflowError:  # an integer beyond float range, kept exact by the JSON parser
+        numbers = cleaned.map(_float)
+    wrong = numbers.isna() & cleaned.notna()
+    if wrong.any():
+        raise SchemaError(name, f"column {name!r} must be numeric; got {_shown(values[wrong].iloc[0])}")
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        raise SchemaError(name, f"column {name!r} must hold finite numbers; got {_shown(values[infinite].iloc[0])}")
+    return numbers
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"

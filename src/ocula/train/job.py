@@ -31,7 +31,7 @@ from ocula.models import (
     named_stage_groups, parse_mode,
 )
 from ocula.models.predictor import Predictor
-from ocula.storage import RunDir, RunIndex, new_run_id, read_json, read_yaml, write_json, write_yaml
+from ocula.storage import RunDir, RunIndex, lease, new_run_id, read_json, read_yaml, write_json, write_yaml
 from ocula.train.batches import CachedImages, Split, cpu_budget, keep_freed_memory, loader
 from ocula.train.evaluation import assess
 from ocula.train.features import HeadDraws, extract, head_epochs
@@ -97,6 +97,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         log.attach(run.log)
         log.line(f"resuming {run.path} from epoch {checkpoint['epoch']}")
     index = RunIndex(cfg.runs_root)
+    lease.take(run.path)  # until this process ends: `runs list` tells a killed run from a running one
     index.record(run.id, path=str(run.path.resolve()), status="running", data=cfg.data, model=cfg.model,
                  mode=cfg.mode, augment=cfg.augment)
 
@@ -178,6 +179,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
                                            resume_from=checkpoint if state["phase"] == "backbone" else None)
     except KeyboardInterrupt:
         index.record(run.id, status="interrupted")
+        lease.release(run.path)
         log.line(f"interrupted after epoch {len(history.epochs)}; continue with: ocula train --resume {run.path}")
         raise Interrupted(f"training interrupted; the last finished epoch is saved in {run.checkpoint}",
                           hint=f"continue with `ocula train --resume {run.path}`") from None
@@ -201,6 +203,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     })
     index.record(run.id, status="completed", classes=len(classes), epochs=len(history.epochs),
                  val_accuracy=best.get("validation:accuracy"), wall_seconds=round(wall, 2))
+    lease.release(run.path)
     log.line(f"best epoch {best.get('epoch')}: validation:accuracy={best.get('validation:accuracy', 0):.4f} "
              f"validation:top_k_accuracy={best.get('validation:top_k_accuracy', 0):.4f} "
              f"in {wall:.0f}s")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocula.errors import ConfigError, UsageError, first_line, unknown
+from ocula.errors import ConfigError, UsageError, first_line, mask_url, unknown
 from ocula.tune.space import Param, suggest
 
 STRATEGIES = ("grid", "random", "bayesian", "hyperband")
@@ -344,17 +344,10 @@ def _rdb(url: str, **options: Any) -> Any:
 
 def _storage_error(error: Exception, name: str, url: str) -> UsageError:
     if isinstance(error, KeyError):
-        return UsageError(f"no study named {name!r} in {_safe(url)}", hint="start it with `ocula tune` first, then --join it")
+        return UsageError(f"no study named {name!r} in {mask_url(url)}", hint="start it with `ocula tune` first, then --join it")
     hint = "pip install 'ocula[postgres]'" if "DB access module" in str(error) else None
-    return UsageError(f"cannot open the study storage {_safe(url)}: {first_line(error)}", hint=hint)
-
-
-def _safe(url: str) -> str:
-    """A storage URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    detail = first_line(error).replace(url, mask_url(url))  # SQLAlchemy quotes a URL it cannot parse
+    return UsageError(f"cannot open the study storage {mask_url(url)}: {detail}", hint=hint)
 
 
 def threads_per_job(jobs: int) -> int:
