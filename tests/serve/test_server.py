@@ -341,3 +341,25 @@ def test_serving_on_onnx_runtime_never_imports_torch(run, server):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["onnxruntime", "(2,", f"{len(CLASSES)})", "[]"]
+
+
+def test_an_onnx_model_reading_a_file_outside_its_folder_is_refused(run, tmp_path):
+    """ONNX external data is a path inside the model file: one that leaves the run folder must
+    not be read (ONNX Runtime refuses it; this keeps that true for ocula's loader)."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    (tmp_path / "secret.bin").write_bytes(b"ABCDEFGH")
+    target = tmp_path / "crafted"
+    shutil.copytree(run.path, target)
+    weights = TensorProto(name="w", data_type=TensorProto.UINT8, dims=[8], data_location=TensorProto.EXTERNAL)
+    weights.external_data.add(key="location", value="../../secret.bin")
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [8])], initializer=[weights])
+    onnx.save(helper.make_model(graph), target / "model" / "model.onnx")
+    (target / "model" / "export.json").write_text('{"onnx": {"checked": true}}')  # passes for a checked export
+    result = run_cli("serve", str(target), "--backend", "onnx", "--port", str(free_port()), timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot load" in result.stderr and "escapes model directory" in result.stderr
