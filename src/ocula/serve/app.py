@@ -231,7 +231,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:  # nobody is left to answer: one log line, no traceback
         declared_text = f" of {declared}" if declared else ""
         log.warning("client %s hung up during the upload (%d bytes%s received)",
-                 request.client.host if request.client else "?", size, declared_text)
+                    request.client.host if request.client else "?", size, declared_text)
         raise ServeError(499, "client_disconnected", "the client closed the connection during the upload") from None
     if size == 0:
         raise ServeError(400, "empty_body", "the request body is empty; send an image")
@@ -249,7 +249,8 @@ def parse_json(body: bytes) -> Any:
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: JSONDecodeError, the int digit limit
         raise ServeError(400, "invalid_json", f"the body is not valid JSON: {first_line(error)}") from None
     brackets = np.frombuffer(body.translate(None, _NOT_BRACKETS), dtype=np.uint8)
-    if brackets.size and int(np.cumsum(np.where((brackets == 91) | (brackets == 123), 1, -1)).max()) > MAX_JSON_DEPTH:
+    steps = np.where((brackets == 91) | (brackets == 123), np.int8(1), np.int8(-1))  # "[" or "{" opens
+    if brackets.size and int(np.cumsum(steps, dtype=np.int32).max()) > MAX_JSON_DEPTH:
         if _depth(document) > MAX_JSON_DEPTH:  # the count above includes brackets inside strings
             raise too_deep
     return document

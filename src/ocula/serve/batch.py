@@ -73,6 +73,14 @@ class BatchResult:
     model: str = ""
     unit: str = "images"  # or "rows" (a tabular run)
 
+    def finish(self, began: float) -> None:
+        """Speed and memory of the call that began at ``began``; no errors file when nothing was bad."""
+        self.seconds = time.perf_counter() - began
+        self.images_per_second = self.written / self.seconds if self.seconds > 0 else 0.0
+        self.peak_rss_mb = peak_rss_mb()
+        if not self.bad:
+            self.errors.unlink(missing_ok=True)
+
 
 def score(
     run: str | os.PathLike[str],
@@ -159,11 +167,7 @@ def score(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         os.close(fd)
-        result.seconds = time.perf_counter() - began
-        result.images_per_second = result.written / result.seconds if result.seconds > 0 else 0.0
-        result.peak_rss_mb = peak_rss_mb()
-        if not result.bad:
-            errors_path.unlink(missing_ok=True)
+        result.finish(began)
     return result
 
 

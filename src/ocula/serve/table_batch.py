@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocula.serve.batch import BatchResult, append, errors_path_for, open_output, peak_rss_mb, progress_bar, read_done
+from ocula.errors import Interrupted
+from ocula.serve.batch import BatchResult, append, errors_path_for, open_output, progress_bar, read_done
 from ocula.storage import RunDir
 
 CHUNK_ROWS = 2000  # rows per model call and per write
@@ -53,11 +54,10 @@ def score_table(run_dir: RunDir, source: str | os.PathLike[str], out_path: Path,
                 append(fd, lines.encode("utf-8"), out_path, result.written)
                 result.written += len(scored)
                 advance(len(rows))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {result.written} rows written to {out_path} by this run",
+                          hint="run the same command again to continue where it stopped") from None
     finally:
         os.close(fd)
-        result.seconds = time.perf_counter() - began
-        result.images_per_second = result.written / result.seconds if result.seconds > 0 else 0.0
-        result.peak_rss_mb = peak_rss_mb()
-        if not result.bad:
-            errors_path.unlink(missing_ok=True)
+        result.finish(began)
     return result
