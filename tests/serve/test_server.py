@@ -281,7 +281,7 @@ def test_openapi_docs_are_served_offline(server):
 
 @pytest.mark.parametrize("setup, message", [
     (lambda run, tmp: str(tmp / "nope"), "does not exist"),
-    (lambda run, tmp: _broken_copy(run, tmp), "is not a readable PyTorch file"),
+    (lambda run, tmp: _broken_copy(run, tmp), "is not a PyTorch file"),
     (lambda run, tmp: _broken_copy(run, tmp, b""), "is empty (0 bytes)"),
 ])
 def test_a_missing_or_broken_run_fails_at_start_in_one_line(run, tmp_path, setup, message):
