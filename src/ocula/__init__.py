@@ -1,18 +1,22 @@
 """ocula: image classification by transfer learning, offline, from audit to endpoint.
 
-``ocula.train``, ``ocula.evaluate`` and ``ocula.compare`` are functions that load the training
-stack (torch, timm) on their first call, so ``import ocula`` stays light and a server
-(``ocula.serve``) starts on ONNX Runtime without importing torch.
+The public API is ``ocula.api`` (train, evaluate, compare, predict, automl), re-exported here;
+``Run``, ``Evaluation`` and ``Predictor`` are the objects those calls return or use. Nothing
+heavy loads on ``import ocula``: each job imports torch, timm or pandas on its first call.
 """
 
 __version__ = "0.1.0"
 
-import ocula.evaluate  # noqa: E402,F401  (the metrics package first, so the name below stays the function)
+# The packages ``ocula.train`` and ``ocula.evaluate`` share their names with API functions.
+# Importing them first means no later ``import ocula.train.job`` rebinds ``ocula.train`` to the
+# package: the attribute stays the function, and the packages are reached by their full names.
+import ocula.evaluate  # noqa: E402,F401
+import ocula.train  # noqa: E402,F401
+from ocula.api import automl, compare, evaluate, predict, train  # noqa: E402
 from ocula.errors import OculaError  # noqa: E402
-from ocula.tabular import automl  # noqa: E402  (loads pandas and scikit-learn on the first call)
-from ocula.train import compare, evaluate, train  # noqa: E402  (binds ocula.train to the function)
 
-_LAZY = {"Run": "ocula.train.run", "Evaluation": "ocula.train.evaluation"}
+_LAZY = {"Run": "ocula.train.run", "Evaluation": "ocula.evaluate.job", "Predictor": "ocula.inference.predictor",
+         "Prediction": "ocula.inference.predictor"}
 
 
 def __getattr__(name: str):
@@ -23,4 +27,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ocula' has no attribute {name!r}")
 
 
-__all__ = ["Evaluation", "OculaError", "Run", "__version__", "automl", "compare", "evaluate", "train"]
+__all__ = ["Evaluation", "OculaError", "Prediction", "Predictor", "Run", "__version__", "automl", "compare",
+           "evaluate", "predict", "train"]

@@ -1,6 +1,6 @@
 """The diagnosis rules on learning curves an engineer would recognise at a glance.
 
-tests/train/test_evaluation.py builds the same three cases with real training; these pin the
+tests/evaluate/test_job.py builds the same three cases with real training; these pin the
 rules on curves written out by hand, including the borderline ones.
 """
 

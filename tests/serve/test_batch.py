@@ -19,7 +19,7 @@ from PIL import Image
 import ocula
 from ocula.data.imageio import read_bytes
 from ocula.errors import UsageError
-from ocula.models.predictor import Predictor
+from ocula.inference import Predictor
 from ocula.serve.batch import score
 from tests.conftest import run_cli, write_dataset
 
@@ -65,7 +65,7 @@ def test_folder_scores_every_good_image_once_and_lists_the_bad_ones(run, data, t
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == str(out)
     records = _records(out)
-    labels = Predictor.from_run(run.path).card.labels
+    labels = Predictor.from_run(run.path, backend="torch").labels
     # A folder of class folders is still a folder: every image below it, sorted, no labels.
     assert [r["source"] for r in records] == _images(folder)
     for record in records:
@@ -93,9 +93,10 @@ def test_predictions_equal_the_predictor(run, data, tmp_path, backend):
     records = _records(out)
     assert result.written == len(records) == 24 and result.skipped_existing == 0 and result.bad == []
     assert result.images_per_second > 0 and result.peak_rss_mb > 0 and result.out == out
-    predictor = Predictor.from_run(run.path)
-    labels = list(predictor.card.labels)
-    expected = predictor.probabilities([read_bytes(r["source"]) for r in records])
+    predictor = Predictor.from_run(run.path, backend="torch")  # the eager reference
+    labels = predictor.labels
+    expected = predictor.probabilities(np.stack([predictor.crop(predictor.prepare(read_bytes(r["source"])))
+                                                 for r in records]))
     for record, row in zip(records, expected):
         assert set(record) == KEYS | {"top_k"}
         assert abs(record["probability"] - row.max()) <= 1e-4 and abs(row[record["prediction"]] - row.max()) <= 1e-4

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
 import ocula
-from ocula.models.predictor import Predictor
+from ocula.inference import Predictor
 from ocula.storage import read_json
 from tests.conftest import run_cli, write_dataset
 
@@ -30,13 +29,13 @@ def test_export_cli_writes_a_checked_onnx_model_with_its_preprocessing(run):
     record = read_json(run.path / "model" / "export.json")["onnx"]
     assert record["max_abs_diff"] <= 1e-4 and "validation images" in record["checked_on"]
     # A runtime needs only the resize and crop: uint8 pixels in, probabilities out, any batch size.
-    predictor = Predictor.from_run(run.path)
+    predictor = Predictor.from_run(run.path, backend="torch")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     size = predictor.card.input_size
     for n in (1, 5):
         pixels = np.random.default_rng(n).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
         probs = session.run(["probabilities"], {"images": pixels})[0]
-        expected = predictor.probabilities_of(torch.from_numpy(pixels))
+        expected = predictor.probabilities(pixels)
         assert probs.shape == (n, len(predictor.card.labels))
         np.testing.assert_allclose(probs, expected, atol=1e-5)
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
@@ -62,12 +61,10 @@ def test_int8_reports_its_accuracy_change_and_speed_and_serves(run):
     assert f"int8: validation accuracy {int8['accuracy_fp32']:.4f} -> {int8['accuracy_int8']:.4f}" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == str(run.path / "model" / "model.int8.onnx")
 
-    from ocula.serve.runner import load_runner
-
-    runner = load_runner(run.path, int8=True)
-    size = runner.card.input_size
-    probs = runner.predict(np.random.default_rng(0).integers(0, 256, (3, 3, size, size), dtype=np.uint8))
-    assert probs.shape == (3, len(runner.labels)) and np.allclose(probs.sum(1), 1, atol=1e-3)
+    predictor = Predictor.from_run(run.path, int8=True)
+    size = predictor.card.input_size
+    probs = predictor.probabilities(np.random.default_rng(0).integers(0, 256, (3, 3, size, size), dtype=np.uint8))
+    assert probs.shape == (3, len(predictor.labels)) and np.allclose(probs.sum(1), 1, atol=1e-3)
 
 
 def test_int8_is_refused_above_the_accuracy_limit(run):

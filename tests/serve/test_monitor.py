@@ -1,4 +1,4 @@
-"""Drift monitoring of a real run: captures made with the real runner and Capture, read back by
+"""Drift monitoring of a real run: captures made with the real predictor and Capture, read back by
 ``ocula monitor`` -- unchanged traffic is not flagged, darkened and blurred traffic is, by name."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ocula
 from ocula.errors import UsageError
 from ocula.serve.capture import Capture
 from ocula.serve.monitor import MIN_SAMPLE, baseline, drift, read_capture, read_labels
-from ocula.serve.runner import load_runner
+from ocula.inference import Predictor
 from ocula.storage import read_json
 from tests.conftest import run_cli, write_dataset
 
@@ -29,7 +29,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("monitor")
     run = ocula.train(write_dataset(root / "data", per_class=50), model="small_cnn", pretrained="none", mode="full",
                       epochs=4, val_fraction=0.3, out=str(root / "run"), runs_root=str(root), quiet=True)
-    runner = load_runner(run.path, log=lambda message: None)
+    runner = Predictor.from_run(run.path, log=lambda message: None)
     val = read_json(run.path / "split.json")["val"]
     fresh = sorted((write_dataset(root / "fresh", per_class=15, seed=1)).rglob("*.png"))
     same = [(path.read_bytes(), runner.labels.index(path.parent.name)) for path in fresh]
@@ -40,7 +40,7 @@ def setup(tmp_path_factory):
         capture = Capture(captures[name])
         for n, (data, label) in enumerate(traffic):
             prepared = runner.prepare(data)
-            probabilities = runner.predict(runner.crop(prepared)[None])[0]
+            probabilities = runner.probabilities(runner.crop(prepared)[None])[0]
             capture.record(f"{name}-{n}", 0, prepared.array, prepared.size, probabilities, runner.labels)
             truth[f"{name}-{n}"] = runner.labels[label]
         capture.close()
@@ -65,7 +65,7 @@ def _labels_csv(path, truth, prefix):
 
 def test_baseline_is_computed_once_from_the_validation_set(setup):
     run, runner = setup["run"], setup["runner"]
-    base = baseline(run.path, runner=runner, log=lambda message: None)
+    base = baseline(run.path, predictor=runner, log=lambda message: None)
     assert len(base["images"]) == len(read_json(run.path / "split.json")["val"]) >= MIN_SAMPLE
     assert base["classes"] == runner.labels
     best = read_json(run.path / "metrics.json")["best"]
@@ -77,7 +77,7 @@ def test_baseline_is_computed_once_from_the_validation_set(setup):
     assert path.stat().st_mtime_ns == stamp
     older = (run.path / "model" / "weights.pt").stat().st_mtime - 10
     os.utime(path, (older, older))  # the weights are newer than the baseline (a retrain): recomputed
-    assert baseline(run.path, runner=runner, log=lambda message: None)["created"] > base["created"]
+    assert baseline(run.path, predictor=runner, log=lambda message: None)["created"] > base["created"]
 
 
 def test_unchanged_traffic_is_not_flagged(setup):
@@ -199,4 +199,4 @@ def test_missing_validation_images_are_one_line(setup, tmp_path):
     (copy / "split.json").write_text(json.dumps(split))
     shutil.rmtree(copy / "monitor", ignore_errors=True)
     with pytest.raises(UsageError, match="validation images of .* are gone"):
-        baseline(copy, runner=setup["runner"], log=lambda message: None)
+        baseline(copy, predictor=setup["runner"], log=lambda message: None)

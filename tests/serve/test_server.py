@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import ocula
-from ocula.models.predictor import Predictor
+from ocula.inference import Predictor
 from tests.conftest import run_cli, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -103,8 +103,8 @@ def server(run):
 
 @pytest.fixture(scope="module")
 def expected(run, images):
-    predictor = Predictor.from_run(run.path)
-    return lambda body: predictor.probabilities([body])[0]
+    predictor = Predictor.from_run(run.path, backend="torch")  # the eager reference
+    return lambda body: predictor.probabilities(predictor.crop(predictor.prepare(body))[None])[0]
 
 
 def test_ping_and_execution_parameters(server):
@@ -334,9 +334,9 @@ def test_captured_dark_blurred_traffic_is_flagged_by_ocula_monitor_with_the_accu
 
 def test_serving_on_onnx_runtime_never_imports_torch(run, server):
     # `server` has exported model.onnx; a fresh process loads it and scores without the training stack.
-    code = ("import sys, numpy as np; from ocula.serve.runner import load_runner; "
-            f"r = load_runner({str(run.path)!r}, backend='onnx'); s = r.card.input_size; "
-            "p = r.predict(np.zeros((2, 3, s, s), np.uint8)); "
+    code = ("import sys, numpy as np; from ocula.inference import Predictor; "
+            f"r = Predictor.from_run({str(run.path)!r}, backend='onnx'); s = r.card.input_size; "
+            "p = r.probabilities(np.zeros((2, 3, s, s), np.uint8)); "
             "print(r.backend, p.shape, sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

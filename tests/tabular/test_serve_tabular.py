@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from ocula.tabular import automl
+from ocula import automl
 from ocula.tabular.model import TabularModel
 from tests.conftest import run_cli
 from tests.serve.test_server import Server

@@ -45,7 +45,8 @@ def test_head_mode_run_directory_is_complete(tmp_path, make_dataset):
     row = RunIndex(tmp_path / "runs").get("run")
     assert row["status"] == "completed" and row["val_accuracy"] == metrics["best"]["validation:accuracy"]
     top = run.predict([split["val"][0][0]], top_k=2)[0]
-    assert len(top) == 2 and abs(sum(p for _, p in top)) <= 1.0 + 1e-6
+    assert top.error is None and len(top.ranked) == 2 and sum(p for _, p in top.ranked) <= 1.0 + 1e-6
+    assert top.label == top.ranked[0][0] and top.ranked[0][1] >= top.ranked[1][1]
 
 
 def test_same_seed_same_result(tmp_path, make_dataset):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ocula.models.predictor import Predictor
+from ocula.inference import Predictor
 from tests.conftest import run_cli, write_dataset
 
 pytestmark = pytest.mark.slow

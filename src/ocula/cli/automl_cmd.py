@@ -33,7 +33,7 @@ def automl(
     (data_report.html), the model with its feature schema, and candidate.py, which rebuilds the best
     model with scikit-learn alone. The last line printed is the run directory.
     """
-    from ocula.tabular import automl as run_automl
+    from ocula.tabular.job import automl as run_automl
 
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
     result = run_automl(data, target=target, budget=budget, metric=metric, problem_type=problem_type, folds=folds,

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ocula.train import Run, train
+from ocula.api import train
+from ocula.train.run import Run
 
 
 def write_digits(folder: Path, size: int = 64) -> Path:

@@ -33,16 +33,17 @@ def evaluate(
     out: Annotated[Optional[str], Opt(help="Report folder. Default RUN/evaluations/<split>[-<shift>].")] = None,
     label_level: Annotated[str, Opt(help="fine or coarse labels for manifests with classes.csv.")] = "fine",
     seed: Annotated[int, Opt(help="Seed of the shift sample and corruptions.")] = 0,
+    backend: Annotated[str, Opt(help="auto (ONNX Runtime, exporting once if needed), onnx or torch.")] = "auto",
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the report path.")] = False,
 ) -> None:
     """Where and why a classifier fails: metrics, confusion, confident mistakes, diagnosis, shift.
 
-    Writes report.html (self-contained), metrics.json and plots/*.png. The last line printed is the report's path.
+    Writes report.html (self-contained), metrics.json, predictions.jsonl (one line per image) and plots/*.png. The last line printed is the report's path.
     """
-    from ocula.train.evaluation import evaluate as run_evaluation
+    from ocula.evaluate.job import evaluate as run_evaluation
 
     result = run_evaluation(run, data, split=split, top_k=top_k, shift=shift, out=out, label_level=label_level,
-                            shift_images=shift_images, seed=seed, quiet=quiet)
+                            shift_images=shift_images, seed=seed, backend=backend, quiet=quiet)
     print(result.html)
 
 
@@ -52,7 +53,7 @@ def compare(
     out: Annotated[str, Opt(help="Folder for comparison.md and comparison.json.")] = ".",
 ) -> None:
     """Runs side by side: accuracy, top-k, macro F1, calibration and the drop under shift."""
-    from ocula.train.evaluation import compare as collect
+    from ocula.evaluate.job import compare as collect
 
     rows = collect(runs, split)
     table = Table()

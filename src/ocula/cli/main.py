@@ -69,7 +69,7 @@ def train(
 ) -> None:
     """Train a classifier by transfer learning; the last line printed is the run directory."""
     options = {k: v for k, v in locals().items() if v is not None and k not in ("data", "resume", "quiet")}
-    from ocula.train import train as run_training
+    from ocula.api import train as run_training
 
     run = run_training(data, resume=resume, quiet=quiet, **options)
     print(run.path)
@@ -81,13 +81,22 @@ def predict(
     images: Annotated[list[str], typer.Argument(help="Image files.")],
     top_k: Annotated[int, Opt(help="How many labels per image.")] = 5,
 ) -> None:
-    """Print the top-k labels with probabilities for each image."""
-    from ocula.train import Run
+    """Print the top-k labels with probabilities for each image; an unusable file is listed and skipped."""
+    from ocula.api import predict as run_predict
 
-    for image, ranked in zip(images, Run(run).predict(images, top_k=top_k)):
-        print(image)
-        for label, prob in ranked:
+    predictions = run_predict(run, images, top_k=top_k)
+    for prediction in predictions:
+        print(prediction.source)
+        if prediction.error is not None:
+            print(f"  skipped: {prediction.error.reason} ({prediction.error.detail})")
+        for label, prob in prediction.ranked:
             print(f"  {prob:7.4f}  {label}")
+    bad = [p for p in predictions if p.error is not None]
+    if bad:
+        err.print(f"skipped {len(bad)} of {len(predictions)} images: "
+                  + ", ".join(f"{p.source} ({p.error.reason})" for p in bad), highlight=False, soft_wrap=True)
+        if len(bad) == len(predictions):
+            raise OculaError("none of the images could be read", hint="run `ocula data check` on them")
 
 
 @app.command()
@@ -98,7 +107,7 @@ def export(
     max_drop: Annotated[float, Opt(help="--int8: largest validation accuracy drop accepted, as a fraction.")] = 0.01,
 ) -> None:
     """Export the run's model with its preprocessing, checked against PyTorch; the last line is the file."""
-    from ocula.serve import export as run_export
+    from ocula.inference.export import export as run_export
 
     err.print(f"exporting {run} to {format} and checking it against PyTorch ...", highlight=False)
     result = run_export(run, format=format)
@@ -106,7 +115,7 @@ def export(
     if not int8:
         print(result.path)
         return
-    from ocula.serve.quantize import quantize
+    from ocula.inference.quantize import quantize
 
     q = quantize(run, result.path, max_drop=max_drop, log=lambda m: err.print(m, highlight=False, soft_wrap=True))
     print(f"int8: validation accuracy {q.accuracy_fp32:.4f} -> {q.accuracy_int8:.4f} ({-q.drop * 100:+.1f} points "

@@ -1,7 +1,9 @@
-"""Where and why a classifier fails, from arrays: metrics, diagnosis, robustness, the report.
+"""Where and why a classifier fails: the evaluation job, and the pure functions it reports with.
 
-Nothing here sees a model, an image file or a run directory: the evaluation job
-(``ocula.train.evaluation``) scores the images and hands over labels and probabilities.
+``job`` (``ocula.evaluate.job.evaluate``, public as ``ocula.evaluate``) is the only module here
+that sees a model or an image file: it scores images through ``ocula.inference.Predictor`` and
+hands labels and probabilities to the others (``metrics``, ``diagnose``, ``robustness``,
+``plots``, ``report``), which take arrays and plain dicts only.
 """
 
 from ocula.evaluate.diagnose import Finding, diagnose

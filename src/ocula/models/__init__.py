@@ -1,28 +1,30 @@
 """Models by name, their preprocessing, checkpoints, transfer modes and model cards.
 
 The card and the preprocessing need no torch and load at once; the rest (torch, timm) loads
-on first use, so a server on ONNX Runtime never imports torch.
+on first use, so a server on ONNX Runtime never imports torch. Imports go one way:
+``preprocess`` <- ``card`` <- ``registry`` (which also picks the preprocessing an architecture's
+weights expect, ``preprocessing_for``).
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
 from ocula.models.card import ModelCard
-from ocula.models.preprocess import Preprocessing, preprocessing_for
+from ocula.models.preprocess import Preprocessing
 
 if TYPE_CHECKING:
     from ocula.models.checkpoint import LoadReport, load_checkpoint, load_torch_file, read_state_dict
     from ocula.models.freeze import (
         configure, features_and_head, named_stage_groups, parse_mode, set_train_mode, stage_groups,
     )
-    from ocula.models.registry import OFFLINE_WEIGHTS, create_model, list_models
+    from ocula.models.registry import OFFLINE_WEIGHTS, create_model, list_models, preprocessing_for
     from ocula.models.small_cnn import SmallCNN
 
 _LAZY = {
     **dict.fromkeys(("LoadReport", "load_checkpoint", "load_torch_file", "read_state_dict"), "ocula.models.checkpoint"),
     **dict.fromkeys(("configure", "features_and_head", "named_stage_groups", "parse_mode", "set_train_mode",
                      "stage_groups"), "ocula.models.freeze"),
-    **dict.fromkeys(("OFFLINE_WEIGHTS", "create_model", "list_models"), "ocula.models.registry"),
+    **dict.fromkeys(("OFFLINE_WEIGHTS", "create_model", "list_models", "preprocessing_for"), "ocula.models.registry"),
     "SmallCNN": "ocula.models.small_cnn",
 }
 

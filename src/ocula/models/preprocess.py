@@ -6,10 +6,7 @@ so that a served model sees exactly the pixels it was validated on.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -134,59 +131,3 @@ OFFLINE_MEAN_STD: dict[str, tuple[RGB, RGB]] = {"tf_efficientnet_lite0": (HALF, 
 
 def _fmt(values: RGB) -> str:
     return "(" + ",".join(f"{v:g}" for v in values) + ")"
-
-
-def preprocessing_for(arch: str, pretrained_source: str = "default", image_size: int | None = None) -> Preprocessing:
-    """The preprocessing for ``arch`` with weights from ``pretrained_source``.
-
-    ``pretrained_source`` is the ``pretrained`` argument of ``create_model``: ``default``,
-    ``none``, ``hub`` or a checkpoint path. A previous ocula run keeps the normalisation it was
-    trained with (from its card); everything else uses the weights' own statistics.
-    """
-    card_pre = _preprocessing_from_run(pretrained_source)
-    if card_pre is not None:
-        pre = card_pre
-    elif arch in LOCAL_PREPROCESSING:
-        pre = LOCAL_PREPROCESSING[arch]
-    else:
-        pre = _timm_preprocessing(arch)
-        if pretrained_source == "default" and arch in OFFLINE_MEAN_STD:
-            mean, std = OFFLINE_MEAN_STD[arch]
-            pre = Preprocessing(pre.input_size, mean, std, pre.interpolation, pre.crop_pct)
-    if image_size is not None and image_size != pre.input_size:
-        pre = Preprocessing(image_size, pre.mean, pre.std, pre.interpolation, pre.crop_pct)
-    return pre
-
-
-def _timm_preprocessing(arch: str) -> Preprocessing:
-    import timm.models
-
-    cfg = timm.models.get_pretrained_cfg(arch)
-    if cfg is None:
-        # Architectures without any published weights: timm's own defaults.
-        return Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875)
-    interpolation = cfg.interpolation if cfg.interpolation in INTERPOLATIONS else "bicubic"
-    return Preprocessing(
-        int(cfg.input_size[-1]),
-        tuple(cfg.mean),  # type: ignore[arg-type]
-        tuple(cfg.std),  # type: ignore[arg-type]
-        interpolation,
-        float(cfg.crop_pct or 0.875),
-    )
-
-
-def _preprocessing_from_run(source: str | os.PathLike[str]) -> Preprocessing | None:
-    """The card's preprocessing when ``source`` is a run, its model directory or a weights
-    file next to its card.json; None otherwise."""
-    if str(source) in ("default", "none", "hub"):
-        return None
-    path = Path(source)
-    if path.is_file():
-        path = path.parent
-        if not (path / "card.json").is_file():
-            return None  # a bare state dict: the architecture's own statistics apply
-    elif not path.is_dir():
-        return None
-    from ocula.models.card import ModelCard  # card.py imports this module
-
-    return ModelCard.load(path).preprocessing

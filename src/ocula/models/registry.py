@@ -24,7 +24,10 @@ from ocula.models.checkpoint import (
     load_torch_file,
     resolve_checkpoint,
 )
-from ocula.models.preprocess import LOCAL_PREPROCESSING, OFFLINE_MEAN_STD, RGB, Preprocessing, preprocessing_for
+from ocula.models.card import ModelCard
+from ocula.models.preprocess import (
+    IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, LOCAL_PREPROCESSING, OFFLINE_MEAN_STD, RGB, Preprocessing,
+)
 from ocula.models.small_cnn import SmallCNN
 
 __all__ = ["OFFLINE_WEIGHTS", "OfflineWeights", "create_model", "list_models", "load_checkpoint", "LoadReport"]
@@ -216,3 +219,57 @@ def load_offline_weights(model: nn.Module, name: str) -> LoadReport:
             )
         renamed[ours] = tensor
     return load_state(model, renamed)
+
+
+def preprocessing_for(arch: str, pretrained_source: str = "default", image_size: int | None = None) -> Preprocessing:
+    """The preprocessing for ``arch`` with weights from ``pretrained_source``.
+
+    ``pretrained_source`` is the ``pretrained`` argument of ``create_model``: ``default``,
+    ``none``, ``hub`` or a checkpoint path. A previous ocula run keeps the normalisation it was
+    trained with (from its card); everything else uses the weights' own statistics.
+    """
+    card_pre = _preprocessing_from_run(pretrained_source)
+    if card_pre is not None:
+        pre = card_pre
+    elif arch in LOCAL_PREPROCESSING:
+        pre = LOCAL_PREPROCESSING[arch]
+    else:
+        pre = _timm_preprocessing(arch)
+        if pretrained_source == "default" and arch in OFFLINE_MEAN_STD:
+            mean, std = OFFLINE_MEAN_STD[arch]
+            pre = Preprocessing(pre.input_size, mean, std, pre.interpolation, pre.crop_pct)
+    if image_size is not None and image_size != pre.input_size:
+        pre = Preprocessing(image_size, pre.mean, pre.std, pre.interpolation, pre.crop_pct)
+    return pre
+
+
+def _timm_preprocessing(arch: str) -> Preprocessing:
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(arch)
+    if cfg is None:
+        # Architectures without any published weights: timm's own defaults.
+        return Preprocessing(224, IMAGENET_MEAN, IMAGENET_STD, "bicubic", 0.875)
+    interpolation = cfg.interpolation if cfg.interpolation in INTERPOLATIONS else "bicubic"
+    return Preprocessing(
+        int(cfg.input_size[-1]),
+        tuple(cfg.mean),  # type: ignore[arg-type]
+        tuple(cfg.std),  # type: ignore[arg-type]
+        interpolation,
+        float(cfg.crop_pct or 0.875),
+    )
+
+
+def _preprocessing_from_run(source: str | os.PathLike[str]) -> Preprocessing | None:
+    """The card's preprocessing when ``source`` is a run, its model directory or a weights
+    file next to its card.json; None otherwise."""
+    if str(source) in ("default", "none", "hub"):
+        return None
+    path = Path(source)
+    if path.is_file():
+        path = path.parent
+        if not (path / "card.json").is_file():
+            return None  # a bare state dict: the architecture's own statistics apply
+    elif not path.is_dir():
+        return None
+    return ModelCard.load(path).preprocessing

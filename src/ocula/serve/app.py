@@ -1,7 +1,7 @@
 """The HTTP endpoint: SageMaker's contract (``GET /ping``, ``POST /invocations`` on :8080).
 
-The app knows about requests and responses, not models: it decodes images with the runner's
-``prepare`` on a thread pool (never on the event loop), hands each cropped image to the
+The app knows about requests and responses, not models: it decodes images with the predictor's
+``prepare`` (the one inference path, ``ocula.inference``) on a thread pool (never on the event loop), hands each cropped image to the
 ``Batcher``, and formats the rows it gets back. Every error is ``{"error": code, "message": ...}``
 with a 4xx status; the server keeps serving after any bad request.
 """
@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect
 from ocula.errors import ImageError, first_line
 from ocula.serve.batcher import Batcher
 from ocula.serve.capture import Capture
-from ocula.serve.runner import Prepared, Runner, cpu_count
+from ocula.inference import Predictor, Prepared, cpu_count
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 MAX_INSTANCES = 64
@@ -143,10 +143,10 @@ def base_app(*, describe: str, description: str, settings: Settings, metrics: Me
     return app
 
 
-def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
+def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
-    batcher = Batcher(runner.predict, max_batch=settings.max_batch, max_delay_ms=settings.max_delay_ms,
+    batcher = Batcher(predictor.probabilities, max_batch=settings.max_batch, max_delay_ms=settings.max_delay_ms,
                       on_batch=metrics.on_batch)
     decoder = ThreadPoolExecutor(settings.decode_threads or cpu_count(), thread_name_prefix="ocula-decode")
 
@@ -159,10 +159,10 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
         if settings.capture is not None:
             settings.capture.close()
 
-    app = base_app(describe=runner.describe(), settings=settings, metrics=metrics, lifespan=lifespan,
-                   description=f"Image classification with {runner.describe()}. SageMaker's contract: "
+    app = base_app(describe=predictor.describe(), settings=settings, metrics=metrics, lifespan=lifespan,
+                   description=f"Image classification with {predictor.describe()}. SageMaker's contract: "
                                "`GET /ping`, `POST /invocations`.")
-    app.state.runner = runner
+    app.state.predictor = predictor
 
     @app.post("/invocations", summary="Classify one image, or several as JSON", openapi_extra=_INVOCATIONS_DOC,
               response_class=JSONResponse)
@@ -180,15 +180,15 @@ def create_app(runner: Runner, settings: Settings | None = None) -> FastAPI:
         names = ["the image"] if kind != JSON_TYPE else [f"instances[{i}]" for i in range(len(images))]
         batcher.expect(len(images))  # so a batch waits for them while they decode
         try:
-            prepared = await asyncio.gather(*(loop.run_in_executor(decoder, _prepare, runner, data, name)
+            prepared = await asyncio.gather(*(loop.run_in_executor(decoder, _prepare, predictor, data, name)
                                               for data, name in zip(images, names)))
         except BaseException:
             batcher.expect(-len(images))
             raise
-        rows = await asyncio.gather(*(batcher.submit(runner.crop(p)) for p in prepared))
+        rows = await asyncio.gather(*(batcher.submit(predictor.crop(p)) for p in prepared))
         if settings.capture is not None and settings.capture.sampled():
-            loop.run_in_executor(decoder, _capture, settings.capture, request_id, prepared, rows, runner.labels)
-        answers = [_format(row, runner.labels, verbose, top_k) for row in rows]
+            loop.run_in_executor(decoder, _capture, settings.capture, request_id, prepared, rows, predictor.labels)
+        answers = [_format(row, predictor.labels, verbose, top_k) for row in rows]
         content = answers[0] if kind != JSON_TYPE else answers
         metrics.latency.observe(time.perf_counter() - began)
         return Response(json.dumps(content), media_type=JSON_TYPE, headers={"X-Request-Id": request_id})
@@ -286,9 +286,9 @@ def _instances(body: bytes) -> list[bytes]:
     return images
 
 
-def _prepare(runner: Runner, data: bytes, name: str) -> Prepared:
+def _prepare(predictor: Predictor, data: bytes, name: str) -> Prepared:
     try:
-        return runner.prepare(data, name)
+        return predictor.prepare(data, name)
     except ImageError as error:
         status = 413 if error.reason == "too_large" else 400
         message = {"zero_byte": "is empty", "not_image": "is not an image (JPEG or PNG expected)",

@@ -1,9 +1,9 @@
 """Offline scoring: a folder, an image or a manifest in; one JSON line per image out (``ocula batch``).
 
 Each line is ``{"source", "label", "probability", "prediction"}`` (+ ``"true_label"`` when the
-input carries labels, + ``"top_k"`` when ``top_k > 1``). Images are decoded in a thread pool at
-most ``PREFETCH`` batches ahead of the model, so memory holds a few batches of pixels whatever
-the input's size, and each batch's lines go out in one write: an interruption (Ctrl-C or a
+input carries labels, + ``"top_k"`` when ``top_k > 1``). Images go through the run's
+``Predictor.stream`` (decoding in threads a few batches ahead of the model, so memory holds a
+few batches of pixels whatever the input's size), and each batch's lines go out in one write: an interruption (Ctrl-C or a
 kill) loses at most the batch in progress. Running the same command again reads the output,
 drops a torn last line, skips every source already there and appends the rest. Unusable files
 are skipped, listed in ``<out stem>.errors.jsonl`` and tried again on the next run.
@@ -15,15 +15,12 @@ import json
 import os
 import resource
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,13 +32,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ocula.data.imageio import read_bytes
 from ocula.data.readers import IMAGE_EXTENSIONS, load_source
-from ocula.errors import DataError, ImageError, Interrupted, UsageError
-from ocula.serve.runner import Runner, is_tabular, load_runner
+from ocula.errors import DataError, Interrupted, UsageError
+from ocula.inference import Predictor, prediction_record
 from ocula.storage import RunDir
-
-PREFETCH = 2  # batches decoding ahead of the model
 FOLDER_FORMATS = frozenset({"class_folders", "split_folders"})  # load_source layouts that are "just a folder"
 _SPLIT_MANIFESTS = {"train.txt": "train", "training.txt": "train", "val.txt": "val", "validation.txt": "val",
                     "test.txt": "test"}
@@ -119,7 +113,7 @@ def score(
         raise UsageError(f"top-k must be at least 1, got {top_k}")
     out_path = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
     run_dir = RunDir.open(run, need=("card",))  # a wrong run path fails before any file is touched
-    if is_tabular(run_dir):
+    if run_dir.is_tabular():
         from ocula.serve.table_batch import score_table
 
         return score_table(run_dir, source, out_path, progress=progress)
@@ -138,34 +132,33 @@ def score(
         return result
     fd = open_output(out_path)
     try:
-        runner = load_runner(run, backend=backend, int8=int8, threads=threads, log=log)
+        predictor = Predictor.from_run(run, backend=backend, int8=int8, threads=threads, log=log)
     except BaseException:
         os.close(fd)
         raise
-    result.model = runner.describe()
-    k = min(top_k, len(runner.labels))
+    result.model = predictor.describe()
+    labels, k = predictor.labels, min(top_k, len(predictor.labels))
     began = time.perf_counter()
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocula-decode")
     try:
-        with errors_path.open("w", encoding="utf-8") as errors, progress_bar(progress, len(todo)) as advance:
-            for good, bad in _prepared_batches(runner, todo, batch_size, pool):
-                if good:
-                    probs = runner.predict(np.stack([array for _, array in good]))
-                    append(fd, "".join(json.dumps(_record(item, row, runner.labels, k)) + "\n"
-                                       for (item, _), row in zip(good, probs)).encode("utf-8"), out_path,
+        with errors_path.open("w", encoding="utf-8") as errors, progress_bar(progress, len(todo)) as advance, \
+                closing(predictor.stream([item.source for item in todo], batch_size=batch_size)) as batches:
+            for batch in batches:
+                if batch.positions:
+                    lines = (prediction_record(todo[i].source, row, labels, k, todo[i].true_label)
+                             for i, row in zip(batch.positions, batch.probabilities))  # type: ignore[arg-type]
+                    append(fd, "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8"), out_path,
                            result.written)
-                    result.written += len(good)
-                if bad:
-                    errors.write("".join(json.dumps({"source": item.source, "reason": error.reason,
-                                                     "detail": error.detail}) + "\n" for item, error in bad))
+                    result.written += len(batch.positions)
+                if batch.failed:
+                    errors.write("".join(json.dumps({"source": todo[i].source, "reason": error.reason,
+                                                     "detail": error.detail}) + "\n" for i, error in batch.failed))
                     errors.flush()
-                    result.bad.extend((item.source, error.reason) for item, error in bad)
-                advance(len(good) + len(bad))
+                    result.bad.extend((todo[i].source, error.reason) for i, error in batch.failed)
+                advance(len(batch.positions) + len(batch.failed))
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {result.written} images written to {out_path} by this run",
                           hint="run the same command again to continue where it stopped") from None
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
         os.close(fd)
         result.finish(began)
     return result
@@ -282,43 +275,6 @@ def _unique(items: list[Item]) -> list[Item]:
     """First occurrence of each source (a manifest may list an image twice)."""
     seen: set[str] = set()
     return [item for item in items if not (item.source in seen or seen.add(item.source))]
-
-
-def _prepared_batches(runner: Runner, items: list[Item], batch_size: int, pool: ThreadPoolExecutor
-                      ) -> Iterator[tuple[list[tuple[Item, np.ndarray]], list[tuple[Item, ImageError]]]]:
-    """(cropped images, unusable files) per batch; decoding runs in ``pool``, ``PREFETCH`` batches ahead."""
-
-    def load(chunk: list[Item]) -> tuple[list[tuple[Item, np.ndarray]], list[tuple[Item, ImageError]]]:
-        good, bad = [], []
-        for item in chunk:
-            try:
-                good.append((item, runner.crop(runner.prepare(read_bytes(item.source), item.source))))
-            except ImageError as error:
-                bad.append((item, error))
-            except Exception as error:  # noqa: BLE001 - one odd file must not end a long run
-                bad.append((item, ImageError(item.source, "unreadable", f"{type(error).__name__}: {error}")))
-        return good, bad
-
-    chunks = (items[i : i + batch_size] for i in range(0, len(items), batch_size))
-    pending = deque(pool.submit(load, chunk) for chunk in islice(chunks, PREFETCH))
-    while pending:
-        loaded = pending.popleft().result()
-        following = next(chunks, None)
-        if following is not None:
-            pending.append(pool.submit(load, following))
-        yield loaded
-
-
-def _record(item: Item, row: np.ndarray, labels: list[str], k: int) -> dict[str, Any]:
-    best = int(row.argmax())
-    record: dict[str, Any] = {"source": item.source, "label": labels[best],
-                              "probability": round(float(row[best]), 6), "prediction": best}
-    if item.true_label is not None:
-        record["true_label"] = item.true_label
-    if k > 1:
-        order = np.argsort(-row, kind="stable")[:k]
-        record["top_k"] = [[labels[j], round(float(row[j]), 6)] for j in order]
-    return record
 
 
 def peak_rss_mb() -> int:

@@ -1,6 +1,6 @@
 """Drift monitoring: captured live traffic against a baseline from the run's validation set.
 
-``baseline(run)`` scores the run's validation images once with the serving runner and keeps,
+``baseline(run)`` scores the run's validation images once with the serving predictor and keeps,
 per image, the statistics of ``ocula.data.stats``, the predicted class and its confidence
 (``RUN/monitor/baseline.json``, recomputed when the weights are newer). ``drift`` compares a
 capture (``ocula.serve.capture``) with it and says in words what changed and what to do.
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ocula.data.imageio import read_bytes
 from ocula.data.stats import DESCRIBE, STATS, image_stats
-from ocula.errors import ImageError, UsageError, suggest
+from ocula.errors import UsageError, suggest
+from ocula.inference import Predictor
 from ocula.models.card import ModelCard
 from ocula.serve.capture import CAPTURE_GLOB
 from ocula.storage import RunDir, read_json, write_json
@@ -108,10 +108,10 @@ def monitor(run: str | os.PathLike[str], capture_dir: str | os.PathLike[str],
 
 
 def baseline(run: str | os.PathLike[str], *, log: Callable[[str], None] | None = None,
-             runner: Any = None) -> dict[str, Any]:
+             predictor: Predictor | None = None) -> dict[str, Any]:
     """Statistics, predictions and accuracy of the run's validation set, cached in
-    ``RUN/monitor/baseline.json`` until the weights change. ``runner``: an already loaded
-    ``ocula.serve.runner.Runner`` (default: ``load_runner(run)``)."""
+    ``RUN/monitor/baseline.json`` until the weights change. ``predictor``: the run's model,
+    already loaded (default: ``Predictor.from_run(run)``, the engine the server would use)."""
     say = log or (lambda message: print(message, file=sys.stderr))
     run_dir = RunDir.open(run, need=("card", "weights"))
     path = run_dir.path / "monitor" / "baseline.json"
@@ -128,28 +128,19 @@ def baseline(run: str | os.PathLike[str], *, log: Callable[[str], None] | None =
     rows = read_json(run_dir.split).get("val") or []
     if not rows:
         raise UsageError(f"{str(run)!r} has no validation images to compute a baseline from")
-    if runner is None:
-        from ocula.serve.runner import load_runner
-
-        runner = load_runner(run_dir.path, log=say)
+    if predictor is None:
+        predictor = Predictor.from_run(run_dir.path, log=say)
     say(f"computing the monitoring baseline from {len(rows)} validation images (once per model) ...")
     images: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
-    chunk: list[tuple[str, int, np.ndarray, dict[str, float]]] = []
-    for image_path, label, _digest in rows:
-        try:
-            prepared = runner.prepare(read_bytes(image_path), image_path)
-        except ImageError as error:
-            skipped[error.reason] += 1
-            continue
-        width, height = prepared.size
-        stats = {**image_stats(prepared.array), "width": width, "height": height,
-                 "megapixels": round(width * height / 1e6, 4)}
-        chunk.append((image_path, int(label), runner.crop(prepared), stats))
-        if len(chunk) == CHUNK:
-            images += _score(runner, chunk)
-            chunk = []
-    images += _score(runner, chunk)
+    for batch in predictor.stream([row[0] for row in rows], batch_size=CHUNK):
+        skipped.update(error.reason for _, error in batch.failed)
+        for i, prepared, row in zip(batch.positions, batch.prepared, batch.probabilities):  # type: ignore[arg-type]
+            width, height = prepared.size
+            stats = {**image_stats(prepared.array), "width": width, "height": height,
+                     "megapixels": round(width * height / 1e6, 4)}
+            images.append({"path": rows[i][0], "label": int(rows[i][1]), "predicted": int(np.argmax(row)),
+                           "confidence": round(float(row.max()), 6), "stats": stats})
     if not images:
         gone = skipped.get("unreadable", 0)
         what = (f"the validation images of {str(run)!r} are gone ({gone} of {len(rows)} cannot be read, "
@@ -162,22 +153,14 @@ def baseline(run: str | os.PathLike[str], *, log: Callable[[str], None] | None =
     best = read_json(run_dir.metrics).get("best", {}) if run_dir.metrics.exists() else {}
     recorded = best.get("validation:accuracy")
     result = {
-        "format": FORMAT, "run": str(run_dir.path), "created": round(time.time(), 3), "model": runner.describe(),
-        "classes": list(runner.labels),
+        "format": FORMAT, "run": str(run_dir.path), "created": round(time.time(), 3), "model": predictor.describe(),
+        "classes": list(predictor.labels),
         "validation_accuracy": float(recorded) if recorded is not None else measured,
         "accuracy_source": "metrics.json" if recorded is not None else "measured now",
         "measured_accuracy": measured, "skipped": dict(skipped), "images": images,
     }
     write_json(path, result)
     return result
-
-
-def _score(runner: Any, chunk: list[tuple[str, int, np.ndarray, dict[str, float]]]) -> list[dict[str, Any]]:
-    if not chunk:
-        return []
-    probabilities = runner.predict(np.stack([crop for _, _, crop, _ in chunk]))
-    return [{"path": p, "label": y, "predicted": int(np.argmax(row)), "confidence": round(float(row.max()), 6),
-             "stats": stats} for (p, y, _, stats), row in zip(chunk, probabilities)]
 
 
 def _counts(counter: Counter[str]) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 from ocula.errors import UsageError
 from ocula.serve.app import Settings, create_app
 from ocula.serve.capture import Capture
-from ocula.serve.runner import MAX_PIXELS, cpu_count, load_runner
+from ocula.inference import MAX_PIXELS, Predictor, cpu_count
+from ocula.storage import RunDir
 
 ENV = "OCULA_SERVE"
 
@@ -50,21 +51,18 @@ def build_app(options: Options, *, log=None):
         from ocula.serve.tabular import create_tabular_app
 
         return create_tabular_app(tabular, Settings(max_body_bytes=int(options.max_body_mb * 2**20)))
-    runner = load_runner(options.run, backend=options.backend, int8=options.int8, threads=options.threads,
-                         max_pixels=int(options.max_megapixels * 1e6), log=log)
+    predictor = Predictor.from_run(options.run, backend=options.backend, int8=options.int8, threads=options.threads,
+                                   max_pixels=int(options.max_megapixels * 1e6), log=log)
     capture = Capture(options.capture_dir, options.capture_percent) if options.capture_dir else None
     settings = Settings(max_batch=options.max_batch, max_delay_ms=options.max_delay_ms,
                         max_body_bytes=int(options.max_body_mb * 2**20), capture=capture)
-    return create_app(runner, settings)
+    return create_app(predictor, settings)
 
 
 def _tabular_model(run: str):
     """The run's tabular model when it is an ``ocula automl`` run, else None."""
-    from ocula.serve.runner import is_tabular
-    from ocula.storage import RunDir
-
     run_dir = RunDir.open(run, need=("card",))
-    if not is_tabular(run_dir):
+    if not run_dir.is_tabular():
         return None
     from ocula.tabular.model import TabularModel
 
@@ -88,7 +86,7 @@ def serve(options: Options, *, host: str = "127.0.0.1", port: int = 8080, worker
         options.threads = max(1, cpu_count() // workers)
     app = build_app(options, log=log)  # fails here, in one line, on a bad run
     say = log or print
-    model = app.state.runner.describe() if hasattr(app.state, "runner") else app.state.model.card["best"]
+    model = app.state.predictor.describe() if hasattr(app.state, "predictor") else app.state.model.card["best"]
     say(f"serving {options.run} with {model} on http://{host}:{port} "
         f"(POST /invocations, GET /ping, /docs, /metrics); Ctrl-C stops")
     config: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": access_log,

@@ -26,7 +26,7 @@ from fastapi.responses import Response
 
 from ocula.errors import DataError
 from ocula.serve.app import JSON_TYPE, Metrics, ServeError, Settings, accept_json, base_app, parse_json, read_body
-from ocula.serve.runner import cpu_count
+from ocula.inference import cpu_count
 from ocula.tabular.model import SchemaError, TabularModel
 
 CSV_TYPE = "text/csv"

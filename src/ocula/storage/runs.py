@@ -95,6 +95,13 @@ class RunDir:
     def checkpoint(self) -> Path:
         return self.path / "checkpoints" / "last.pt"
 
+    def is_tabular(self) -> bool:
+        """True for an ``ocula automl`` run (its card says so); an image loader judges any other card."""
+        try:
+            return read_json(self.card).get("type") == "tabular"
+        except (ValueError, OSError, AttributeError):
+            return False
+
     def create(self) -> RunDir:
         self.model_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,11 @@ from ocula.models import (
     OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, load_torch_file,
     named_stage_groups, parse_mode,
 )
-from ocula.models.predictor import Predictor
+from ocula.evaluate.job import assess
+from ocula.inference import Predictor
+from ocula.inference.engines import keep_freed_memory
 from ocula.storage import RunDir, RunIndex, lease, new_run_id, read_json, read_yaml, write_json, write_yaml
-from ocula.train.batches import CachedImages, Split, cpu_budget, keep_freed_memory, loader
-from ocula.train.evaluation import assess
+from ocula.train.batches import CachedImages, Split, cpu_budget, loader
 from ocula.train.features import HeadDraws, extract, head_epochs
 from ocula.storage.log import RunLog
 from ocula.train.loop import backbone_epochs, measure_step_seconds
@@ -207,9 +208,11 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     log.line(f"best epoch {best.get('epoch')}: validation:accuracy={best.get('validation:accuracy', 0):.4f} "
              f"validation:top_k_accuracy={best.get('validation:top_k_accuracy', 0):.4f} "
              f"in {wall:.0f}s")
-    # The same report `ocula evaluate` writes, for the validation set, from the saved artifacts alone.
-    assess(Predictor.from_run(run.path), list(zip(val_split.paths, val_split.labels.tolist())), run_dir=run,
-           out=run.path, data=cfg.data, split="validation", top_k=cfg.top_k, log=log, metrics_name="evaluation.json")
+    # The same report `ocula evaluate` writes, for the validation set, from the saved artifacts alone
+    # (on PyTorch: exporting first would cost more than scoring the validation images).
+    assess(Predictor.from_run(run.path, backend="torch", max_pixels=None), list(zip(val_split.paths,
+           val_split.labels.tolist())), run_dir=run, out=run.path, data=cfg.data, split="validation", top_k=cfg.top_k,
+           log=log, metrics_name="evaluation.json", predictions_name="evaluation_predictions.jsonl")
     return Run(run.path)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from ocula.config import TrainConfig
 from ocula.models import ModelCard
-from ocula.models.predictor import Predictor
+from ocula.inference import Prediction, Predictor
 from ocula.storage import RunDir, read_json, read_yaml
 
 
@@ -46,8 +47,10 @@ class Run:
 
     @cached_property
     def predictor(self) -> Predictor:
-        return Predictor.from_run(self.path)
+        """The run's model: ONNX Runtime when it has been exported, else PyTorch (no export for a few images)."""
+        return Predictor.from_run(self.path, export=False)
 
-    def predict(self, images: list[str], top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-k (label, probability) pairs for each image path."""
-        return self.predictor.top_k(images, top_k)
+    def predict(self, images: Sequence[str], top_k: int = 5) -> list[Prediction]:
+        """Top-k (label, probability) pairs for each image path, in order; an unusable file is a
+        ``Prediction`` whose ``error`` says why, and the others are still scored."""
+        return self.predictor.predict(images, top_k)

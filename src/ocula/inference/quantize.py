@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ocula.data.imageio import read_bytes
-from ocula.errors import ImageError, UsageError, first_line
+from ocula.errors import UsageError, first_line
+from ocula.inference.engines import Engine, OnnxEngine
+from ocula.inference.export import ExportError
+from ocula.inference.predictor import INT8_NAME, Predictor
 from ocula.models.card import ModelCard
-from ocula.serve.export import ExportError
-from ocula.serve.runner import INT8_NAME, OnnxRunner, Runner
 from ocula.storage import RunDir, read_json, write_json
 
 CALIBRATION_IMAGES = 64
@@ -59,9 +59,10 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
 
     say = log or (lambda message: None)
     run_dir = RunDir.open(run, need=("card", "weights", "split"))
-    reference = OnnxRunner(ModelCard.from_json(run_dir.card), fp32)
+    fp32_engine = OnnxEngine(fp32)
+    reference = Predictor(ModelCard.from_json(run_dir.card), fp32_engine)
     split = read_json(run_dir.split)
-    calibration, _ = _images(reference, _sample(split.get("train", []), CALIBRATION_IMAGES))
+    calibration = _images(reference, _sample(split.get("train", []), CALIBRATION_IMAGES))
     validation_rows = split.get("val") or []
     if len(calibration) < 8 or not validation_rows:
         raise UsageError("int8 needs the run's training and validation images to calibrate and to measure "
@@ -73,7 +74,7 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self.batches, None)
-            return None if batch is None else {reference.input: batch}
+            return None if batch is None else {fp32_engine.input: batch}
 
     target = run_dir.model_dir / INT8_NAME
     prepared, partial = target.with_suffix(".pre.onnx"), target.with_suffix(".partial")
@@ -90,9 +91,9 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
     finally:
         prepared.unlink(missing_ok=True)
     say(f"measuring fp32 and int8 accuracy on {len(validation_rows)} validation images ...")
-    int8 = OnnxRunner(reference.card, partial)
-    (fp32_accuracy, int8_accuracy), images, batch = _accuracies((reference, int8), validation_rows)
-    speedup = _speed(int8, batch) / _speed(reference, batch)
+    int8 = OnnxEngine(partial)
+    (fp32_accuracy, int8_accuracy), images, batch = _accuracies(reference, int8, validation_rows)
+    speedup = _speed(int8, batch) / _speed(fp32_engine, batch)
     accepted = fp32_accuracy - int8_accuracy <= max_drop
     if accepted:
         os.replace(partial, target)
@@ -119,42 +120,35 @@ def _sample(rows: list, n: int) -> list:
     return [rows[i] for i in np.random.default_rng(0).choice(len(rows), n, replace=False)]
 
 
-def _images(runner: Runner, rows: list) -> tuple[np.ndarray, list[int]]:
-    """Cropped uint8 images (N x 3 x S x S) of the rows that still decode, and their row numbers."""
-    images, kept = [], []
-    for i, (path, *_) in enumerate(rows):
-        try:
-            images.append(runner.crop(runner.prepare(read_bytes(path), path)))
-            kept.append(i)
-        except ImageError:  # moved or damaged since training
-            continue
-    size = runner.card.input_size
-    return (np.stack(images) if images else np.zeros((0, 3, size, size), np.uint8)), kept
+def _images(predictor: Predictor, rows: list) -> np.ndarray:
+    """Cropped uint8 images (N x 3 x S x S) of the rows that still decode (moved or damaged ones are left out)."""
+    batches = [batch.images for batch in predictor.stream([row[0] for row in rows], score=False)]
+    size = predictor.card.input_size
+    return np.concatenate(batches) if batches else np.zeros((0, 3, size, size), np.uint8)
 
 
-def _accuracies(runners: tuple[Runner, ...], rows: list, chunk: int = 64) -> tuple[list[float], int, np.ndarray]:
-    """Top-1 accuracy of each runner on the rows, chunk by chunk; also one batch for timing."""
-    correct, seen, first = [0] * len(runners), 0, None
-    for start in range(0, len(rows), chunk):
-        batch, kept = _images(runners[0], rows[start:start + chunk])
-        if not kept:
+def _accuracies(reference: Predictor, int8: Engine, rows: list) -> tuple[list[float], int, np.ndarray]:
+    """Top-1 accuracy of the fp32 predictor and of the int8 engine on the same images; also one batch for timing."""
+    correct, seen, first = [0, 0], 0, None
+    for batch in reference.stream([row[0] for row in rows], batch_size=64):
+        if not batch.positions:
             continue
-        labels = np.array([int(rows[start + i][1]) for i in kept])
-        first = batch if first is None else first
-        for i, runner in enumerate(runners):
-            correct[i] += int((runner.predict(batch).argmax(1) == labels).sum())
-        seen += len(kept)
+        labels = np.array([int(rows[i][1]) for i in batch.positions])
+        first = batch.images if first is None else first
+        correct[0] += int((batch.probabilities.argmax(1) == labels).sum())  # type: ignore[union-attr]
+        correct[1] += int((int8(batch.images).argmax(1) == labels).sum())
+        seen += len(labels)
     if first is None:
         raise UsageError("none of the run's validation images can be read here", hint="export without --int8")
     return [c / seen for c in correct], seen, first[:SPEED_BATCH]
 
 
-def _speed(runner: Runner, batch: np.ndarray) -> float:
+def _speed(engine: Engine, batch: np.ndarray) -> float:
     """Images per second on one batch (best of a few runs, after a warm-up)."""
-    runner.predict(batch)
+    engine(batch)
     best = float("inf")
     for _ in range(SPEED_REPEATS):
         began = time.perf_counter()
-        runner.predict(batch)
+        engine(batch)
         best = min(best, time.perf_counter() - began)
     return len(batch) / best

@@ -1,49 +1,47 @@
 """The evaluation job: a run and labelled images in; report.html, metrics.json and plots out.
 
-It streams over the images a chunk at a time, so memory holds probabilities, not pixels (plus
-thumbnails of the few most confident mistakes). Images go through the run's own predictor:
-the same decode, resize, centre crop and normalisation as validation during training.
-With ``shift="phone"`` it scores the images again under each realistic phone-photo corruption
-at three severities (``ocula.data.corruptions``) and reports the drop.
+It streams over the images a batch at a time through the run's ``Predictor`` (the one
+inference path: the same decode, resize, centre crop and normalisation as validation during
+training, on ONNX Runtime by default), so memory holds probabilities, not pixels (plus
+thumbnails of the few most confident mistakes). With ``shift="phone"`` it scores a seeded
+sample again under each realistic phone-photo corruption at three severities
+(``ocula.data.corruptions``) and reports the drop.
 
-The arrays then go to ``ocula.evaluate``: metrics, diagnosis, robustness summary, rendering.
-This job lives in ``train`` because it is the layer allowed to join models, data and evaluate.
+The arrays then go to the pure modules beside it (``metrics``, ``diagnose``, ``robustness``,
+``report``). This module is the only one in ``ocula.evaluate`` that sees a model or a file.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import resource
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ocula.data import load_source
 from ocula.data.corruptions import SEVERITIES, corrupt, corruption_names
 from ocula.data.corruptions import describe as describe_corruptions
-from ocula.data.decode_cache import decode_resized
-from ocula.data.imageio import read_bytes
-from ocula.errors import DataError, ImageError, UsageError, unknown
-from ocula.evaluate import GalleryItem, diagnose, render_report, shift_summary, summarize
-from ocula.models.predictor import Predictor
+from ocula.errors import DataError, UsageError, unknown
+from ocula.evaluate.diagnose import diagnose
+from ocula.evaluate.metrics import summarize
+from ocula.evaluate.report import GalleryItem, render_report
+from ocula.evaluate.robustness import shift_summary
+from ocula.inference import Predictor, prediction_record
 from ocula.storage import RunDir, read_json, read_yaml, write_json
-from ocula.train.batches import keep_freed_memory
 from ocula.storage.log import RunLog
 
 SPLITS = ("test", "val", "train", "all")
 SHIFTS = ("phone",)
-CHUNK = 32  # images decoded and scored together; bounds memory whatever the dataset's size
+BATCH = 32  # images decoded and scored together; bounds memory whatever the dataset's size
 GALLERY = 16  # confident mistakes shown with their thumbnails
 THUMBNAIL = 160
 SHIFT_IMAGES = 1000  # 30 corrupted passes each: a seeded sample of 1,000 keeps the standard error ~1.3 points
@@ -76,20 +74,23 @@ def evaluate(
     label_level: str = "fine",
     shift_images: int = SHIFT_IMAGES,
     seed: int = 0,
+    backend: str = "auto",
     quiet: bool = False,
 ) -> Evaluation:
     """Evaluate the model in ``run`` on ``data``; write the report to ``out``.
 
     ``split`` picks the part of ``data`` (``test``, ``val``, ``train``, or ``all``); a plain folder
     of class folders is evaluated whole. The default ``out`` is ``RUN/evaluations/<split>``.
+    ``backend``: ``auto`` (ONNX Runtime, exporting the model once if needed), ``onnx`` or ``torch``.
     """
     if split not in SPLITS:
         raise unknown("split", split, SPLITS)
     if shift is not None and shift not in SHIFTS:
         raise unknown("shift", shift, SHIFTS)
     run_dir = RunDir.open(run, need=("config", "card", "weights"))
-    keep_freed_memory()  # as in training: no page-fault churn on every batch's buffers
-    predictor = Predictor.from_run(run_dir.path)
+    log = RunLog(quiet=quiet)
+    # No pixel limit: an evaluation reads the user's own files, one decoded image at a time per thread.
+    predictor = Predictor.from_run(run_dir.path, backend=backend, max_pixels=None, log=log.line)
     source = load_source(str(data), label_level=label_level)
     samples, used = _pick(source, split, str(data))
     index = {name: i for i, name in enumerate(predictor.card.labels)}
@@ -97,7 +98,6 @@ def evaluate(
     skipped = [{"path": s.path, "reason": f"class {s.label!r} is not one the model was trained on"}
                for s in samples if s.label not in index]
     target = Path(out) if out is not None else run_dir.path / "evaluations" / (used + (f"-{shift}" if shift else ""))
-    log = RunLog(quiet=quiet)
     log.line(f"evaluating {run_dir.path} on {len(known)} images ({used} split of {data})")
     return assess(predictor, known, run_dir=run_dir, out=target, data=str(data), split=used, top_k=top_k,
                   shift=shift, shift_images=shift_images, seed=seed, skipped=skipped, log=log)
@@ -118,8 +118,10 @@ def assess(
     skipped: list[dict[str, str]] | None = None,
     log: RunLog,
     metrics_name: str = "metrics.json",
+    predictions_name: str = "predictions.jsonl",
 ) -> Evaluation:
-    """Score (path, label index) pairs, then write metrics.json, plots and report.html to ``out``.
+    """Score (path, label index) pairs, then write metrics.json, predictions.jsonl (one line per
+    image, the ``ocula batch`` format with ``true_label``), plots and report.html to ``out``.
 
     Training passes its run directory as ``out`` and ``metrics_name="evaluation.json"``, so the
     report sits beside the training metrics instead of replacing them.
@@ -129,13 +131,14 @@ def assess(
                         hint="check the path and that its class names match the model's labels")
     skipped = list(skipped or [])
     began = time.perf_counter()
-    scored = _score(predictor, items, top_k, skipped, log)
+    out.mkdir(parents=True, exist_ok=True)
+    scored = _score(predictor, items, top_k, skipped, log, out / predictions_name)
     seconds = time.perf_counter() - began
     if not len(scored.labels):
         raise DataError(f"none of the {len(items)} images in {data} could be read", hint="run `ocula data check`")
     for entry in skipped:
         log.warn(f"skipped {entry['path']}: {entry['reason']}")
-    classes = list(predictor.card.labels)
+    classes = list(predictor.labels)
     summary = summarize(scored.labels, scored.probs, classes, top_k=top_k)
     robustness = None
     if shift is not None:
@@ -153,13 +156,13 @@ def assess(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"arch": card.arch, "mode": card.mode, "image_size": card.input_size,
                   "pretrained": str(config.get("pretrained", ""))},
+        "engine": predictor.describe(),
         "throughput": {"images": len(scored.labels), "seconds": round(seconds, 2),
                        "images_per_second": round(len(scored.labels) / seconds, 1) if seconds else 0.0,
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
         "skipped": skipped, "summary": summary, "findings": [f.to_dict() for f in findings],
         "history": history, "robustness": robustness,
     }
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / metrics_name, report)
     render_report(out, report, scored.gallery())
     log.line(f"accuracy={summary['accuracy']:.4f} top_{summary['top_k']}_accuracy={summary['top_k_accuracy']:.4f} "
@@ -187,19 +190,24 @@ class _Scored:
 
 
 def _score(predictor: Predictor, items: list[tuple[str, int]], top_k: int, skipped: list[dict[str, str]],
-           log: RunLog) -> _Scored:
+           log: RunLog, predictions: Path) -> _Scored:
+    """One clean pass; every scored image's line (the ``ocula batch`` format) goes to ``predictions``."""
     labels: list[int] = []
     probs: list[np.ndarray] = []
     paths: list[str] = []
     mistakes: list[tuple[float, int, GalleryItem]] = []  # a min-heap on probability, at most GALLERY long
-    names = predictor.card.labels
-    with log.progress("evaluating", len(items)) as advance:
-        for chunk in _decoded_chunks(predictor, items, skipped):
-            p = _probabilities(predictor, [image for _, _, image in chunk])
-            for (path, label, image), row in zip(chunk, p):
+    names = predictor.labels
+    k = min(top_k, len(names))
+    partial = predictions.with_name(predictions.name + ".partial")
+    with partial.open("w", encoding="utf-8") as lines, log.progress("evaluating", len(items)) as advance:
+        for batch in predictor.stream([path for path, _ in items], batch_size=BATCH):
+            p = batch.probabilities
+            assert p is not None
+            for position, image, row in zip(batch.positions, batch.images, p):
+                path, label = items[position]
                 guess = int(row.argmax())
                 if guess != label:
-                    item = GalleryItem(_thumbnail(predictor, image), path, names[label], names[guess],
+                    item = GalleryItem(_thumbnail(image), path, names[label], names[guess],
                                        float(row[guess]), float(row[label]))
                     entry = (float(row[guess]), -len(paths), item)
                     if len(mistakes) < GALLERY:
@@ -208,83 +216,63 @@ def _score(predictor: Predictor, items: list[tuple[str, int]], top_k: int, skipp
                         heapq.heapreplace(mistakes, entry)
                 labels.append(label)
                 paths.append(path)
+                lines.write(json.dumps(prediction_record(path, row, names, k, true_label=names[label])) + "\n")
+            skipped.extend({"path": items[i][0], "reason": error.reason} for i, error in batch.failed)
             probs.append(p)
-            advance(len(chunk))
-    width = len(names)
-    return _Scored(np.array(labels, dtype=np.int64), np.concatenate(probs) if probs else np.zeros((0, width)),
+            advance(len(batch.positions) + len(batch.failed))
+    os.replace(partial, predictions)
+    return _Scored(np.array(labels, dtype=np.int64), np.concatenate(probs) if probs else np.zeros((0, len(names))),
                    paths, mistakes)
 
 
-def _decoded_chunks(predictor: Predictor, items: list[tuple[str, int]],
-                    skipped: list[dict[str, str]]) -> Iterator[list[tuple[str, int, np.ndarray]]]:
-    """Chunks of (path, label, decoded uint8 HWC); decoding runs in threads, a chunk ahead of the model."""
-    short_side = predictor.preprocessing.resize_short_side
-
-    def load(item: tuple[str, int]) -> tuple[str, int, np.ndarray | ImageError]:
-        path, label = item
-        try:
-            return path, label, decode_resized(read_bytes(path), path, short_side)
-        except ImageError as error:
-            return path, label, error
-
-    def load_chunk(chunk: list[tuple[str, int]]) -> list[tuple[str, int, np.ndarray | ImageError]]:
-        return [load(item) for item in chunk]
-
-    chunks = iter(items[i : i + CHUNK] for i in range(0, len(items), CHUNK))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        # Two chunks in flight at most: memory stays bounded whatever the number of images.
-        pending = deque(pool.submit(load_chunk, chunk) for chunk in islice(chunks, 2))
-        while pending:
-            loaded = pending.popleft().result()
-            following = next(chunks, None)
-            if following is not None:
-                pending.append(pool.submit(load_chunk, following))
-            good = []
-            for path, label, result in loaded:
-                if isinstance(result, ImageError):
-                    skipped.append({"path": path, "reason": result.reason})
-                else:
-                    good.append((path, label, result))
-            if good:
-                yield good
-
-
-def _probabilities(predictor: Predictor, images: list[np.ndarray]) -> np.ndarray:
-    return predictor.probabilities_of(torch.stack([predictor.cropped(image) for image in images]))
-
-
-def _thumbnail(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    thumb = Image.fromarray(np.ascontiguousarray(predictor.cropped(image).permute(1, 2, 0).numpy()))
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """A cropped CHW image -> an HWC thumbnail for the gallery."""
+    thumb = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
     thumb.thumbnail((THUMBNAIL, THUMBNAIL))
     return np.asarray(thumb)
 
 
 def _robustness(predictor: Predictor, scored: _Scored, limit: int, seed: int, log: RunLog) -> dict[str, Any]:
-    """Accuracy under every corruption and severity, on a seeded sample of the scored images."""
+    """Accuracy under every corruption and severity, on a seeded sample of the scored images.
+
+    The corruption of the next (corruption, severity) runs in threads while the engine scores
+    the current one, so the two share the cores instead of taking turns.
+    """
     n = len(scored.labels)
     chosen = np.arange(n) if not limit or limit >= n else np.sort(np.random.default_rng(seed).choice(n, limit, False))
-    items = [(scored.paths[i], int(scored.labels[i])) for i in chosen]
-    clean = float(np.mean(scored.probs[chosen].argmax(1) == scored.labels[chosen]))
-    names = corruption_names()
-    correct = {(name, s): 0 for name in names for s in SEVERITIES}
-    log.line(f"phone-photo shift: {len(names)} corruptions x {len(SEVERITIES)} severities on {len(items)} images")
-    with ThreadPoolExecutor(max_workers=2) as pool, log.progress("shift: phone", len(items)) as advance:
-        start = 0
-        for chunk in _decoded_chunks(predictor, items, []):
-            seeds = [seed * 1_000_003 + start + j for j in range(len(chunk))]
-            labels = np.array([label for _, label, _ in chunk])
-            for name in names:
-                for severity in SEVERITIES:  # list() runs the pool now, so the loop variables are current
-                    images = list(pool.map(lambda image, s: corrupt(image, name, severity, s),
-                                           [image for _, _, image in chunk], seeds))
-                    correct[name, severity] += int(np.sum(_probabilities(predictor, images).argmax(1) == labels))
-            start += len(chunk)
-            advance(len(chunk))
-    total = max(start, 1)
-    results = [{"corruption": name, "severity": s, "accuracy": correct[name, s] / total, "n": start}
-               for name in names for s in SEVERITIES]
+    paths = [scored.paths[i] for i in chosen]
+    truth = scored.labels[chosen]
+    clean = float(np.mean(scored.probs[chosen].argmax(1) == truth))
+    cells = [(name, s) for name in corruption_names() for s in SEVERITIES]
+    correct = dict.fromkeys(cells, 0)
+    log.line(f"phone-photo shift: {len(cells) // len(SEVERITIES)} corruptions x {len(SEVERITIES)} severities "
+             f"on {len(paths)} images")
+    done, began = 0, time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool, log.progress("shift: phone", len(paths)) as advance:
+
+        def corrupted(arrays: list[np.ndarray], seeds: list[int], cell: tuple[str, int]) -> list[Future]:
+            return [pool.submit(corrupt, array, cell[0], cell[1], s) for array, s in zip(arrays, seeds)]
+
+        for batch in predictor.stream(paths, batch_size=BATCH, score=False, pool=pool):
+            arrays = [p.array for p in batch.prepared]
+            seeds = [seed * 1_000_003 + i for i in batch.positions]
+            labels = truth[batch.positions]
+            following = corrupted(arrays, seeds, cells[0]) if arrays else []
+            for c, cell in enumerate(cells if arrays else []):
+                current = following
+                following = corrupted(arrays, seeds, cells[c + 1]) if c + 1 < len(cells) else []
+                predicted = predictor.probabilities_of([f.result() for f in current]).argmax(1)
+                correct[cell] += int(np.sum(predicted == labels))
+            done += len(arrays)
+            advance(len(batch.positions) + len(batch.failed))
+    total = max(done, 1)
+    results = [{"corruption": name, "severity": s, "accuracy": correct[name, s] / total, "n": done}
+               for name, s in cells]
     summary = shift_summary(clean, results)
-    summary["images"] = start
+    seconds = time.perf_counter() - began
+    summary["images"] = done
+    summary["throughput"] = {"scored_images": done * len(cells), "seconds": round(seconds, 2),
+                             "images_per_second": round(done * len(cells) / seconds, 1) if seconds else 0.0}
     summary["definitions"] = {row["corruption"]: row for row in describe_corruptions()}
     return summary
 

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocula.data.imageio import read_bytes
-from ocula.errors import ImageError, ModelError, first_line, unknown
+from ocula.errors import ModelError, first_line, unknown
+from ocula.inference.engines import TorchEngine
+from ocula.inference.predictor import Predictor
+from ocula.models.card import ModelCard
 from ocula.models.preprocess import Preprocessing
-from ocula.models.predictor import Predictor
 from ocula.storage import RunDir, read_json, write_json
 
 FORMATS = ("onnx",)
@@ -66,8 +67,10 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
         raise unknown("export format", format, FORMATS)
     run_dir = RunDir.open(run, need=("card", "weights"))
     began = time.perf_counter()
-    predictor = Predictor.from_run(run_dir.path)
-    wrapped = WithPreprocessing(predictor.model, predictor.preprocessing).eval()
+    card = ModelCard.from_json(run_dir.card)
+    engine = TorchEngine.load(card, run_dir.weights)
+    wrapped = WithPreprocessing(engine.model, card.preprocessing).eval()
+    predictor = Predictor(card, engine)
     batch, checked_on = _check_batch(predictor, run_dir)
     target = run_dir.model_dir / "model.onnx"
     sample = batch[:2]
@@ -94,15 +97,12 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
 
 def _check_batch(predictor: Predictor, run_dir: RunDir) -> tuple[torch.Tensor, str]:
     """Up to CHECK_IMAGES of the run's validation images as the model sees them, else random pixels."""
-    images = []
-    if run_dir.split.exists():
-        for path, *_ in read_json(run_dir.split).get("val", [])[:CHECK_IMAGES]:
-            try:
-                images.append(predictor.tensor(read_bytes(path), path))
-            except (OSError, ImageError):  # moved or damaged since training: check on the others
-                continue
+    paths = [row[0] for row in read_json(run_dir.split).get("val", [])[:CHECK_IMAGES]] if run_dir.split.exists() else []
+    # Images moved or damaged since training are left out: the check runs on the others.
+    images = np.concatenate([batch.images for batch in predictor.stream(paths, score=False)] or
+                            [np.zeros((0, 3, 1, 1), np.uint8)])
     if len(images) >= 2:
-        return torch.stack(images), f"{len(images)} validation images"
+        return torch.from_numpy(images), f"{len(images)} validation images"
     size = predictor.card.input_size
     generator = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (CHECK_IMAGES, 3, size, size), dtype=torch.uint8, generator=generator), \

@@ -1,0 +1,14 @@
+"""The one inference path, for every command: a run's model as ``Predictor``.
+
+``Predictor.from_run(run)`` reads the card and picks an engine (ONNX Runtime by default,
+PyTorch for a model not exported yet); ``prepare``/``crop`` decode one image as validation
+did; ``stream`` reads, decodes and scores files in bounded batches; ``export`` and
+``quantize`` make the ONNX files the engine runs. Importing this package loads neither torch
+nor ONNX Runtime: each engine loads its runtime when it is built.
+"""
+
+from ocula.inference.engines import OnnxEngine, TorchEngine, cpu_count
+from ocula.inference.predictor import BACKENDS, MAX_PIXELS, Batch, Prediction, Predictor, Prepared, prediction_record
+
+__all__ = ["BACKENDS", "MAX_PIXELS", "Batch", "OnnxEngine", "Prediction", "Predictor", "Prepared", "TorchEngine",
+           "cpu_count", "prediction_record"]

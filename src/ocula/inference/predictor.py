@@ -1,0 +1,244 @@
+"""The one inference path: encoded image -> decoded -> cropped -> engine -> probabilities.
+
+Every command that scores images goes through ``Predictor``: ``predict``, ``evaluate`` (clean
+and under shift), the training run's own report, ``batch``, ``monitor``, the server and the
+int8 check. It decodes with the very function that filled the training cache
+(``decode_resized``) and takes the card's centre crop, so every command sees the pixels
+validation saw. ``stream`` is the only loop that reads, decodes and scores files: decoding runs
+in threads a bounded number of batches ahead of the engine, so memory holds a few batches of
+pixels whatever the number of images, and an unusable file is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ocula.data.decode_cache import decode_resized
+from ocula.data.imageio import read_bytes
+from ocula.errors import ImageError, UsageError, unknown
+from ocula.inference.engines import Engine, OnnxEngine, TorchEngine
+from ocula.models.card import ModelCard
+from ocula.storage import RunDir, read_json
+
+BACKENDS = ("auto", "onnx", "torch")
+MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo passes; a 50-megapixel one is refused unread
+INT8_NAME = "model.int8.onnx"
+BATCH_SIZE = 16  # ONNX Runtime alone: 115 / 123 / 121 img/s at 8 / 16 / 32 on 2 cores, memory grows with it
+PREFETCH = 2  # batches decoding ahead of the engine
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One decoded image: the resized array (for statistics and corruptions) and its original size."""
+
+    array: np.ndarray  # HWC uint8, shorter side = the card's resize size
+    size: tuple[int, int]  # (width, height) as sent
+
+
+@dataclass
+class Batch:
+    """One batch of ``stream``: what decoded, as the model saw it, and what did not.
+
+    ``positions`` index the ``sources`` given to ``stream``, in order; ``probabilities`` is None
+    when the stream was asked not to score.
+    """
+
+    positions: list[int]
+    prepared: list[Prepared]
+    images: np.ndarray  # uint8 N x 3 x S x S
+    probabilities: np.ndarray | None
+    failed: list[tuple[int, ImageError]]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """``ranked``: the top-k (label, probability) pairs, best first; empty when ``error`` says why not."""
+
+    source: str
+    ranked: list[tuple[str, float]]
+    error: ImageError | None = None
+
+    @property
+    def label(self) -> str | None:
+        return self.ranked[0][0] if self.ranked else None
+
+
+class Predictor:
+    """A run's model card and an engine; decodes and scores images the way validation did."""
+
+    def __init__(self, card: ModelCard, engine: Engine, *, max_pixels: int | None = MAX_PIXELS) -> None:
+        self.card = card
+        self.engine = engine
+        self.labels: list[str] = list(card.labels)
+        self.preprocessing = card.preprocessing
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def from_run(cls, run: str | os.PathLike[str], *, backend: str = "auto", int8: bool = False,
+                 threads: int | None = None, max_pixels: int | None = MAX_PIXELS, export: bool = True,
+                 log: Callable[[str], None] | None = None) -> Predictor:
+        """The run's model on ``backend``: ``onnx`` runs ``model/model.onnx``, ``torch`` the weights,
+        ``auto`` ONNX Runtime with PyTorch as the fallback. A missing or stale export (older than the
+        weights) is made now when ``export`` (a long job: serve, batch, evaluate) and left to PyTorch
+        otherwise (a few images: ``predict``). ``int8`` needs ``ocula export --int8``."""
+        say = log or (lambda message: print(message, file=sys.stderr))
+        if backend not in BACKENDS:
+            raise unknown("backend", backend, BACKENDS)
+        run_dir = RunDir.open(run, need=("card", "weights"))
+        card = ModelCard.from_json(run_dir.card)
+        if int8:
+            path = run_dir.model_dir / INT8_NAME
+            if backend == "torch" or not path.exists():
+                raise UsageError(f"{path} is missing" if backend != "torch" else "--int8 runs on ONNX Runtime only",
+                                 hint=f"run `ocula export {run} --int8` first")
+            return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels)
+        path = run_dir.model_dir / "model.onnx"
+        if backend == "torch" or (backend == "auto" and not export and not _fresh(path, run_dir.weights)):
+            return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels)
+        if not _fresh(path, run_dir.weights):
+            from ocula.inference.export import ExportError, export as export_onnx
+
+            say(f"exporting {run_dir.path} to ONNX (once; `ocula export` does it ahead of time) ...")
+            try:
+                export_onnx(run_dir.path)
+            except ExportError as error:  # a broken weights file is a ModelError and stops here
+                if backend == "onnx":
+                    raise
+                say(f"ONNX export failed ({error}); running with PyTorch")
+                return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels)
+        return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.name
+
+    def describe(self) -> str:
+        return f"{self.engine.name} ({self.engine.source.name}), {len(self.labels)} classes, " \
+               f"input {self.card.input_size}px"
+
+    # -- one image -------------------------------------------------------------------------------
+
+    def prepare(self, data: bytes, name: str = "<image>") -> Prepared:
+        """Encoded image -> resized array, or ``ImageError`` (reason ``too_large`` above
+        ``max_pixels``, read from the header before any pixel is decoded)."""
+        if not data:
+            raise ImageError(name, "zero_byte", "0 bytes")
+        try:
+            with Image.open(io.BytesIO(data)) as header:
+                size = header.size
+        except Image.DecompressionBombError as error:  # an image, far too large: Pillow refuses its header
+            pixels = re.search(r"\((\d+) pixels\)", str(error))
+            shown = f"{int(pixels.group(1)) / 1e6:.0f} megapixels" if pixels else "over Pillow's decompression-bomb limit"
+            limit = f", the limit is {self.max_pixels / 1e6:g}" if self.max_pixels else ""
+            raise ImageError(name, "too_large", shown + limit) from None
+        except Exception as error:  # noqa: BLE001 - any other header failure is a bad image
+            raise ImageError(name, "not_image", f"{len(data)} bytes, no known image format") from error
+        if self.max_pixels and size[0] * size[1] > self.max_pixels:
+            raise ImageError(name, "too_large", f"{size[0]}x{size[1]} is {size[0] * size[1] / 1e6:.0f} megapixels, "
+                                                f"the limit is {self.max_pixels / 1e6:g}")
+        return Prepared(decode_resized(data, name, self.preprocessing.resize_short_side), size)
+
+    def crop(self, image: Prepared | np.ndarray) -> np.ndarray:
+        """A prepared image (or a decoded, resized HWC array) -> the uint8 CHW input the model sees."""
+        return self.preprocessing.crop(image.array if isinstance(image, Prepared) else image)
+
+    # -- batches ---------------------------------------------------------------------------------
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x 3 x S x S (already cropped) -> float32 N x classes."""
+        return self.engine(images)
+
+    def probabilities_of(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Decoded, resized HWC arrays (a corruption's output, say) -> probabilities."""
+        return self.engine(np.stack([self.crop(array) for array in arrays]))
+
+    def stream(self, sources: Sequence[str], *, batch_size: int = BATCH_SIZE, score: bool = True,
+               pool: ThreadPoolExecutor | None = None) -> Iterator[Batch]:
+        """Read, decode, crop and (``score``) run every source, a batch at a time, in order.
+
+        Decoding runs in ``pool`` (default: two threads) at most ``PREFETCH`` batches ahead; a
+        file that cannot be used is in ``Batch.failed`` with its reason, and the rest are scored.
+        """
+        own = pool is None
+        pool = pool or ThreadPoolExecutor(max_workers=2, thread_name_prefix="ocula-decode")
+        chunks = (range(i, min(i + batch_size, len(sources))) for i in range(0, len(sources), batch_size))
+        try:
+            pending = deque(pool.submit(self._load, sources, chunk) for chunk in islice(chunks, PREFETCH))
+            while pending:
+                batch = pending.popleft().result()
+                following = next(chunks, None)
+                if following is not None:
+                    pending.append(pool.submit(self._load, sources, following))
+                if score:
+                    batch.probabilities = (self.engine(batch.images) if batch.positions
+                                           else np.zeros((0, len(self.labels)), np.float32))
+                yield batch
+        finally:
+            if own:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self, sources: Sequence[str], chunk: range) -> Batch:
+        positions, prepared, failed = [], [], []
+        for i in chunk:
+            try:
+                prepared.append(self.prepare(read_bytes(sources[i]), sources[i]))
+                positions.append(i)
+            except ImageError as error:
+                failed.append((i, error))
+            except Exception as error:  # noqa: BLE001 - one odd file must not end a long run
+                failed.append((i, ImageError(sources[i], "unreadable", f"{type(error).__name__}: {error}")))
+        size = self.card.input_size
+        images = np.stack([self.crop(p) for p in prepared]) if prepared else np.zeros((0, 3, size, size), np.uint8)
+        return Batch(positions, prepared, images, None, failed)
+
+    def predict(self, paths: Sequence[str], top_k: int = 5) -> list[Prediction]:
+        """The top-k labels of each image file, in order; an unusable file carries its error."""
+        k = min(top_k, len(self.labels))
+        found: dict[int, Prediction] = {}
+        for batch in self.stream(paths):
+            for i, row in zip(batch.positions, batch.probabilities):  # type: ignore[arg-type]
+                order = np.argsort(-row, kind="stable")[:k]
+                found[i] = Prediction(paths[i], [(self.labels[j], float(row[j])) for j in order])
+            for i, error in batch.failed:
+                found[i] = Prediction(paths[i], [], error)
+        return [found[i] for i in range(len(paths))]
+
+
+def prediction_record(source: str, row: np.ndarray, labels: Sequence[str], k: int = 1,
+                      true_label: str | None = None) -> dict[str, Any]:
+    """One line of ``ocula batch`` (and of an evaluation's predictions.jsonl): ``source``, ``label``,
+    ``probability``, ``prediction`` (class index), + ``true_label`` when known, + ``top_k`` when k > 1."""
+    best = int(row.argmax())
+    record: dict[str, Any] = {"source": source, "label": labels[best], "probability": round(float(row[best]), 6),
+                              "prediction": best}
+    if true_label is not None:
+        record["true_label"] = true_label
+    if k > 1:
+        order = np.argsort(-row, kind="stable")[:k]
+        record["top_k"] = [[labels[j], round(float(row[j]), 6)] for j in order]
+    return record
+
+
+def _fresh(onnx_path: Path, weights: Path) -> bool:
+    """The export exists, was checked, and is newer than the weights it came from."""
+    record = onnx_path.with_name("export.json")
+    if not (onnx_path.exists() and record.exists()):
+        return False
+    try:
+        read_json(record)["onnx"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return onnx_path.stat().st_mtime >= weights.stat().st_mtime
