@@ -29,7 +29,8 @@ def evaluate(
     split: Annotated[str, Opt(help="test, val, train or all; a plain folder of class folders is used whole.")] = "test",
     top_k: Annotated[int, Opt(help="k of the top-k accuracy.")] = 5,
     shift: Annotated[Optional[str], Opt(help="phone: score again under 10 phone-photo corruptions x 3 severities.")] = None,
-    shift_images: Annotated[int, Opt(help="Images scored under shift (a seeded sample; 0 = all).")] = 1000,
+    shift_images: Annotated[int, Opt(help="Images scored under shift (a seeded sample; 0 = all); 500 gives a "
+                                          "standard error of at most 2.2 points per corruption and severity.")] = 500,
     out: Annotated[Optional[str], Opt(help="Report folder. Default RUN/evaluations/<split>[-<shift>].")] = None,
     label_level: Annotated[str, Opt(help="fine or coarse labels for manifests with classes.csv.")] = "fine",
     seed: Annotated[int, Opt(help="Seed of the shift sample and corruptions.")] = 0,

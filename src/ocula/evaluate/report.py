@@ -125,7 +125,9 @@ def _robustness(shift: dict[str, Any] | None, png: bytes | None) -> str:
              models(name)] for name, entry in sorted(by.items(), key=lambda kv: -kv[1]["mean_drop"])]
     body = (f"<p>{escape(shift['sentence'])}.</p><p>The same {shift.get('images', '')} images scored again under "
             "realistic phone-photo corruptions at three fixed severities (seeded: the same report every time). "
-            "Expect accuracy on customers' photos between the clean figure and these.</p>"
+            "Expect accuracy on customers' photos between the clean figure and these."
+            + (f" Each figure's standard error is at most {shift['standard_error'] * 100:.1f} points "
+               "(a larger --shift-images narrows it)." if shift.get("standard_error") else "") + "</p>"
             + _img(png, "accuracy under each corruption")
             + _table(["corruption", *(f"severity {k}" for k in severities), "mean drop",
                       "what it models: parameter at each severity"], rows))

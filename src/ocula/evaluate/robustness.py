@@ -29,8 +29,11 @@ def shift_summary(clean_accuracy: float, results: list[dict[str, Any]]) -> dict[
     if worst is not None:
         sentence += (f"; {worst.replace('_', ' ')} hurts most ({by[worst]['accuracy'][-1]:.3f} at the strongest "
                      f"severity), {mildest.replace('_', ' ')} least")
+    # Binomial standard error of one cell's accuracy, the largest over the cells (rows carry n).
+    errors = [float(np.sqrt(r["accuracy"] * (1 - r["accuracy"]) / r["n"])) for r in results if r.get("n")]
     return {
         "clean_accuracy": float(clean_accuracy),
+        "standard_error": max(errors) if errors else None,
         "mean_accuracy": mean_accuracy,
         "mean_drop": float(clean_accuracy - mean_accuracy),
         "hurts_most": worst,

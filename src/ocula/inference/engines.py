@@ -65,6 +65,9 @@ class OnnxEngine:
         options.intra_op_num_threads = threads or cpu_count()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The engine shares the cores with decoding (and corruption, and HTTP) threads: worker
+        # threads that spin between calls would take their CPU (measured: +5% evaluation images/s).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - a damaged or foreign file: one line
