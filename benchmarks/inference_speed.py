@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocula.evaluate.job import SHIFT_IMAGES
+
 OCULA = Path(sys.executable).with_name("ocula")
 
 
@@ -100,7 +102,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--batch-size", type=int, default=32, help="the evaluation's batch (ocula.evaluate.job.BATCH)")
     parser.add_argument("--alone-images", type=int, default=512)
-    parser.add_argument("--shift-images", type=int, default=1000)
+    parser.add_argument("--shift-images", type=int, default=SHIFT_IMAGES, help="ocula evaluate's default")
     parser.add_argument("--skip-eager", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/ocula-bench-inference"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/inference_speed.json"))

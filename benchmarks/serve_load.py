@@ -9,7 +9,9 @@ own process on loopback, one at a time (never two loaded at once, so they never 
 cores): ``ocula serve RUN --port P`` (the venv's console script, all defaults), then
 ``benchmarks/baseline_server.py RUN --port P`` (``async def`` endpoint, work inline) and the same
 with ``--sync`` (plain ``def`` endpoint on FastAPI's thread pool). The targets compare ocula with
-the better baseline variant on each figure.
+the better baseline variant on each figure, and ocula at concurrency 8 with ONNX Runtime alone
+(``inference_speed.alone``: a bare session on pre-cropped batches of ``--alone-batch``, measured
+before any server starts).
 
 For each server: wait for ``GET /ping``; classify 20 test images one by one (kept for the
 correctness check: ocula's and the baseline's top-1 must agree); then for each concurrency C a

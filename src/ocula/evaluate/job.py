@@ -90,12 +90,12 @@ def evaluate(
     if shift is not None and shift not in SHIFTS:
         raise unknown("shift", shift, SHIFTS)
     run_dir = RunDir.open(run, need=("config", "card", "weights"))
+    source = load_source(str(data), label_level=label_level)  # a wrong path fails before the model loads
+    samples, used = _pick(source, split, str(data))
     log = RunLog(quiet=quiet)
     # No pixel limit: an evaluation reads the user's own files, one decoded image at a time per thread.
     predictor = Predictor.from_run(run_dir.path, backend=backend, max_pixels=None, log=log.line)
-    source = load_source(str(data), label_level=label_level)
-    samples, used = _pick(source, split, str(data))
-    index = {name: i for i, name in enumerate(predictor.card.labels)}
+    index = {name: i for i, name in enumerate(predictor.labels)}
     known = [(s.path, index[s.label]) for s in samples if s.label in index]
     skipped = [{"path": s.path, "reason": f"class {s.label!r} is not one the model was trained on"}
                for s in samples if s.label not in index]
