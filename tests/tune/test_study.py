@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from ocula.errors import ConfigError
-from ocula.tune import Pruned, StudyConfig, counted, load_space, parse_space, run_study
+from ocula.tune import StudyConfig, counted, load_space, parse_space, run_study
 
 SPACE = {"x": {"type": "float", "low": -3.0, "high": 3.0}, "n": {"type": "int", "low": 1, "high": 8, "log": True},
          "kind": ["a", "b"]}

@@ -7,7 +7,6 @@ here does work the API does not expose.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer

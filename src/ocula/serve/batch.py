@@ -3,8 +3,8 @@
 Each line is ``{"source", "label", "probability", "prediction"}`` (+ ``"true_label"`` when the
 input carries labels, + ``"top_k"`` when ``top_k > 1``). Images go through the run's
 ``Predictor.stream`` (decoding in threads a few batches ahead of the model, so memory holds a
-few batches of pixels whatever the input's size), and each batch's lines go out in one write: an interruption (Ctrl-C or a
-kill) loses at most the batch in progress. Running the same command again reads the output,
+few batches of pixels whatever the input's size), and each batch's lines go out in one write:
+an interruption (Ctrl-C or a kill) loses at most the batch in progress. Running the same command again reads the output,
 drops a torn last line, skips every source already there and appends the rest. Unusable files
 are skipped, listed in ``<out stem>.errors.jsonl`` and tried again on the next run.
 """
@@ -36,6 +36,7 @@ from ocula.data.readers import IMAGE_EXTENSIONS, load_source
 from ocula.errors import DataError, Interrupted, UsageError
 from ocula.inference import Predictor, prediction_record
 from ocula.storage import RunDir
+
 FOLDER_FORMATS = frozenset({"class_folders", "split_folders"})  # load_source layouts that are "just a folder"
 _SPLIT_MANIFESTS = {"train.txt": "train", "training.txt": "train", "val.txt": "val", "validation.txt": "val",
                     "test.txt": "test"}
