@@ -17,6 +17,7 @@ from ocula.errors import ConfigError, unknown
 MODES_HELP = "head, finetune, full or last-N (for example last-2)"
 IMBALANCE_CHOICES = ("auto", "weights", "sampler", "none")
 MIX_CHOICES = ("none", "mixup", "cutmix")
+CALIBRATE_CHOICES = ("temperature", "none")
 LABEL_LEVELS = ("fine", "coarse")
 
 
@@ -65,6 +66,7 @@ class TrainConfig:
     imbalance: str = "auto"
     imbalance_threshold: float = 3.0
     top_k: int = 5
+    calibrate: str = "temperature"
     seed: int = 0
     threads: int | None = None
     out: str | None = None
@@ -97,6 +99,8 @@ class TrainConfig:
             raise unknown("imbalance handling", self.imbalance, IMBALANCE_CHOICES, ConfigError)
         if self.mix not in MIX_CHOICES:
             raise unknown("mix option", self.mix, MIX_CHOICES, ConfigError)
+        if self.calibrate not in CALIBRATE_CHOICES:
+            raise unknown("calibration", self.calibrate, CALIBRATE_CHOICES, ConfigError)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

@@ -1,5 +1,5 @@
-"""One inference path: every command's probabilities for the same images agree with the eager
-PyTorch reference to 1e-4, and a corrupt image in the middle of a batch is skipped and listed
+"""One inference path: every command's probabilities for the same images (calibrated with the
+run's temperature) agree with the eager PyTorch reference to 1e-4, and a corrupt image in the middle of a batch is skipped and listed
 by each command while the rest are scored.
 
 One real run (trained here on generated images) goes through the training report, ``ocula
@@ -30,8 +30,9 @@ TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("one-path")
-    run = ocula.train(write_dataset(root / "data", per_class=12), model="small_cnn", pretrained="none", mode="full",
+    run = ocula.train(write_dataset(root / "data", per_class=25), model="small_cnn", pretrained="none", mode="full",
                       epochs=2, val_fraction=0.3, out=str(root / "run"), runs_root=str(root), quiet=True)
+    assert run.card.temperature != 1.0  # calibrated: every path must apply the same temperature
     holdout = write_dataset(root / "holdout", per_class=5, seed=4)
     (holdout / "square" / "square_002b.png").write_bytes(b"this is not a PNG")  # sorts into the middle
     images = [str(p) for p in sorted(holdout.rglob("*.png"))]

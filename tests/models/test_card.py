@@ -49,12 +49,32 @@ def test_unknown_and_missing_keys_are_named(tmp_path: Path) -> None:
         ({"labels": ["a", "a"]}, "repeats label"),
         ({"format_version": 2}, "format_version 2"),
         ({"crop_pct": 3.0}, "crop_pct"),
+        ({"temperature": "hot"}, "bad temperature 'hot': a positive number"),
+        ({"temperature": -1.0}, "bad temperature -1.0"),
+        ({"temperature": 0}, "bad temperature 0"),
+        ({"temperature": True}, "bad temperature True"),
     ],
 )
 def test_bad_values(tmp_path: Path, change: dict[str, object], message: str) -> None:
     (tmp_path / "card.json").write_text(json.dumps({**_card().to_dict(), **change}))
     with pytest.raises(ModelError, match=message):
         ModelCard.from_json(tmp_path / "card.json")
+
+
+def test_a_card_from_before_calibration_loads_uncalibrated(tmp_path: Path) -> None:
+    data = _card().to_dict()
+    assert data.pop("temperature") == 1.0
+    (tmp_path / "card.json").write_text(json.dumps(data))
+    assert ModelCard.from_json(tmp_path / "card.json").temperature == 1.0
+    (tmp_path / "card.json").write_text(json.dumps({**data, "temperature": 0.42}))
+    assert ModelCard.from_json(tmp_path / "card.json").temperature == 0.42
+
+
+def test_a_non_finite_temperature_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "card.json").write_text(json.dumps(_card().to_dict()).replace('"temperature": 1.0', '"temperature": NaN'))
+    with pytest.raises(ModelError, match="bad temperature nan") as raised:
+        ModelCard.from_json(tmp_path / "card.json")
+    assert "\n" not in str(raised.value)
 
 
 def test_unreadable_or_absent(tmp_path: Path) -> None:

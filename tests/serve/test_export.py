@@ -74,3 +74,34 @@ def test_int8_is_refused_above_the_accuracy_limit(run):
     assert result.returncode == 1 and "int8 refused" in result.stderr and "Traceback" not in result.stderr
     assert not (run.path / "model" / "model.int8.onnx").exists()
     assert read_json(run.path / "model" / "export.json")["int8"]["accepted"] is False
+
+
+def test_a_new_temperature_makes_the_export_stale_and_it_is_applied_everywhere(run, tmp_path):
+    import json
+    import shutil
+
+    from ocula.models import ModelCard
+
+    copy = tmp_path / "run"
+    shutil.copytree(run.path, copy)
+    (copy / "model" / "model.int8.onnx").unlink(missing_ok=True)
+    assert run_cli("export", str(copy)).returncode == 0
+    # An export written before calibration existed has no temperature in export.json: still fresh at T = 1.
+    record = read_json(copy / "model" / "export.json")
+    record["onnx"].pop("temperature")
+    (copy / "model" / "export.json").write_text(json.dumps(record))
+    said: list[str] = []
+    assert Predictor.from_run(copy, log=said.append).backend == "onnxruntime" and said == []
+
+    card = ModelCard.from_json(copy / "model" / "card.json")
+    card.temperature = 0.5
+    card.to_json(copy / "model" / "card.json")
+    onnx = Predictor.from_run(copy, log=said.append)  # the export holds T = 1: made again
+    assert any("exporting" in line for line in said)
+    assert read_json(copy / "model" / "export.json")["onnx"]["temperature"] == 0.5
+    eager = Predictor.from_run(copy, backend="torch")
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 3, card.input_size, card.input_size), dtype=np.uint8)
+    np.testing.assert_allclose(onnx.probabilities(pixels), eager.probabilities(pixels), atol=1e-5)
+    assert eager.engine.temperature == 0.5
+    plain = Predictor.from_run(run.path, backend="torch").probabilities(pixels)
+    assert (eager.probabilities(pixels).max(1) >= plain.max(1) - 1e-6).all()  # T < 1 sharpens

@@ -104,3 +104,25 @@ def test_budget_is_respected(tmp_path, make_dataset):
     run = ocula.train(data, budget="20s", out=str(tmp_path / "run"), runs_root=str(tmp_path), **SMALL)
     assert run.metrics["wall_seconds"] <= 20 * 1.25  # the guard may finish the epoch it is in
     assert run.metrics["epochs"]
+
+
+def test_training_calibrates_the_probabilities_on_validation(tmp_path, make_dataset):
+    data = make_dataset(tmp_path / "data", per_class=25)
+    run = ocula.train(data, mode="head", epochs=3, val_fraction=0.3, out=str(tmp_path / "run"),
+                      runs_root=str(tmp_path), **SMALL)
+    fitted = run.metrics["calibration"]
+    assert fitted["method"] == "temperature" and fitted["fitted_on"] == "the validation split (24 images)"
+    assert run.card.temperature != 1.0 and fitted["temperature"] == pytest.approx(run.card.temperature, abs=1e-4)
+    assert fitted["log_loss_after"] <= fitted["log_loss_before"]
+    # The validation report scores through the calibrated card: its ECE is the one measured after fitting.
+    report = read_json(run.path / "evaluation.json")
+    assert report["calibration"] == fitted
+    assert report["summary"]["calibration"]["ece"] == pytest.approx(fitted["ece_after"], abs=1e-3)
+    assert f"temperature of {run.card.temperature:.3f}" in (run.path / "report.html").read_text()
+    assert f"calibration: temperature {run.card.temperature:.3f} fitted on 24 validation images" in \
+        (run.path / "log.txt").read_text()
+
+    plain = ocula.train(data, mode="head", epochs=3, val_fraction=0.3, calibrate="none", out=str(tmp_path / "plain"),
+                        runs_root=str(tmp_path), **SMALL)
+    assert plain.card.temperature == 1.0 and plain.metrics["calibration"] == {"method": "none"}
+    assert "no temperature was fitted" in (plain.path / "report.html").read_text()

@@ -210,9 +210,9 @@ def _calibration(summary: dict[str, Any]) -> list[Finding]:
     direction = "over-confident" if over else "under-confident"
     evidence = [f"expected calibration error {cal['ece']:.3f}; mean confidence {cal['mean_confidence']:.3f} "
                 f"against accuracy {summary['accuracy']:.3f}"]
-    actions = (["fit a temperature on held-out data before using probabilities as confidence thresholds",
-                "label smoothing (--label-smoothing 0.1) tempers over-confidence"] if over else
-               ["the probabilities are too low to read as confidence: a temperature below 1 fitted on "
-                "held-out data sharpens them; set decision thresholds on held-out data, not at 0.5",
-                "lower --label-smoothing, which caps how confident the model may become"])
+    refit = ("train without --calibrate none: ocula then fits a temperature on the validation split and every "
+             "command applies it; if this data differs from that split, set thresholds on held-out data like it")
+    actions = ([refit, "label smoothing (--label-smoothing 0.1) tempers over-confidence"] if over else
+               ["the probabilities are too low to read as confidence (a temperature below 1 sharpens them): " + refit,
+                "set decision thresholds on held-out data, not at 0.5"])
     return [Finding("minor", "calibration", f"Poor calibration: the model is {direction}", evidence, actions)]

@@ -121,12 +121,14 @@ def assess(
     log: RunLog,
     metrics_name: str = "metrics.json",
     predictions_name: str = "predictions.jsonl",
+    calibration: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Score (path, label index) pairs, then write metrics.json, predictions.jsonl (one line per
     image, the ``ocula batch`` format with ``true_label``), plots and report.html to ``out``.
 
     Training passes its run directory as ``out`` and ``metrics_name="evaluation.json"``, so the
-    report sits beside the training metrics instead of replacing them.
+    report sits beside the training metrics instead of replacing them, and the calibration it
+    fitted (default: the run's, from metrics.json).
     """
     if not items:
         raise DataError(f"no labelled images to evaluate in {data} ({split})",
@@ -148,6 +150,7 @@ def assess(
     config = read_yaml(run_dir.config) if run_dir.config.exists() else {}
     trained = read_json(run_dir.metrics) if run_dir.metrics.exists() else {}
     history = trained.get("epochs", [])
+    calibration = calibration or trained.get("calibration")
     findings = diagnose(history, summary, train_counts=_train_counts(run_dir, len(classes)),
                         pretrained=bool(trained.get("pretrained", config.get("pretrained") != "none")),
                         mode=str(config.get("mode", predictor.card.mode)))
@@ -163,7 +166,7 @@ def assess(
                        "images_per_second": round(len(scored.labels) / seconds, 1) if seconds else 0.0,
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
         "skipped": skipped, "summary": summary, "findings": [f.to_dict() for f in findings],
-        "history": history, "robustness": robustness,
+        "history": history, "robustness": robustness, "calibration": calibration,
     }
     write_json(out / metrics_name, report)
     render_report(out, report, scored.gallery())

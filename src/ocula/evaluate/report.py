@@ -55,7 +55,7 @@ def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem])
         _per_class(report["summary"]),
         _section("calibration", "Calibration",
                  f"<p>Expected calibration error {report['summary']['calibration']['ece']:.3f}: how far the "
-                 "model's confidence is from its accuracy (0 is perfect).</p>"
+                 "model's confidence is from its accuracy (0 is perfect).</p>" + _fitted(report.get("calibration"))
                  + _img(figures["reliability"], "reliability diagram")),
         _gallery(gallery, report["summary"]),
         _skipped(report.get("skipped", [])),
@@ -108,6 +108,20 @@ def _diagnosis(findings: list[dict[str, Any]]) -> str:
             f'<h3>{escape(f["title"])}</h3><p class="sub">Evidence</p><ul>{evidence}</ul>'
             + (f'<p class="sub">What to do next</p><ol>{actions}</ol>' if actions else "") + "</div>")
     return _section("diagnosis", "Diagnosis", "\n".join(items))
+
+
+def _fitted(calibration: dict[str, Any] | None) -> str:
+    """What training did to the probabilities: the temperature, where it was fitted, before and after."""
+    if not calibration:
+        return ""
+    if calibration.get("method") != "temperature":
+        why = calibration.get("reason", "--calibrate none")
+        return f"<p>The probabilities are as trained: no temperature was fitted ({escape(str(why))}).</p>"
+    return (f"<p>Every probability here is calibrated: the logits are divided by a temperature of "
+            f"{calibration['temperature']:.3f}, fitted at the end of training on {escape(calibration['fitted_on'])} "
+            f"(expected calibration error {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after; "
+            f"log loss {calibration['log_loss_before']:.3f} before, {calibration['log_loss_after']:.3f} after). "
+            "Figures on the images it was fitted on flatter it; judge it on a split it did not see.</p>")
 
 
 def _robustness(shift: dict[str, Any] | None, png: bytes | None) -> str:

@@ -84,7 +84,7 @@ class TorchEngine:
     name = "pytorch"
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, *, source: Path,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, temperature: float = 1.0) -> None:
         import torch
 
         if threads:
@@ -92,6 +92,7 @@ class TorchEngine:
         keep_freed_memory()
         self.model = model.eval()
         self.preprocessing = preprocessing
+        self.temperature = temperature  # the card's: logits / T before the softmax
         self.source = Path(source)
         self._torch = torch
 
@@ -110,10 +111,11 @@ class TorchEngine:
             model.load_state_dict(state)  # type: ignore[arg-type]
         except Exception as error:  # weights of another model: say so in one line
             raise ModelError(f"cannot load {weights}: {first_line(error)}") from None
-        return cls(model, card.preprocessing, source=weights, threads=threads)
+        return cls(model, card.preprocessing, source=weights, threads=threads, temperature=card.temperature)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(images)).contiguous(memory_format=torch.channels_last)
-            return torch.softmax(self.model(self.preprocessing.normalize(x)).float(), dim=1).numpy()
+            logits = self.model(self.preprocessing.normalize(x)).float()
+            return torch.softmax(logits / self.temperature, dim=1).numpy()

@@ -43,22 +43,26 @@ class Export:
     max_abs_diff: float
     checked_on: str
     seconds: float
+    temperature: float = 1.0  # the card's, inside the graph
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "max_abs_diff": self.max_abs_diff, "checked_on": self.checked_on,
-                "seconds": round(self.seconds, 2), "input": INPUT, "output": OUTPUT, "tolerance": TOLERANCE}
+                "seconds": round(self.seconds, 2), "input": INPUT, "output": OUTPUT, "tolerance": TOLERANCE,
+                "temperature": self.temperature}
 
 
 class WithPreprocessing(nn.Module):
-    """uint8 NCHW images -> class probabilities: normalisation, model and softmax in one graph."""
+    """uint8 NCHW images -> class probabilities: normalisation, model, the card's temperature and
+    softmax in one graph."""
 
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing) -> None:
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model
         self.preprocessing = preprocessing
+        self.temperature = temperature
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.preprocessing.normalize(images)), dim=1)
+        return torch.softmax(self.model(self.preprocessing.normalize(images)) / self.temperature, dim=1)
 
 
 def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # noqa: A002 (the CLI's word)
@@ -69,7 +73,7 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
     began = time.perf_counter()
     card = ModelCard.from_json(run_dir.card)
     engine = TorchEngine.load(card, run_dir.weights)
-    wrapped = WithPreprocessing(engine.model, card.preprocessing).eval()
+    wrapped = WithPreprocessing(engine.model, card.preprocessing, card.temperature).eval()
     predictor = Predictor(card, engine)
     batch, checked_on = _check_batch(predictor, run_dir)
     target = run_dir.model_dir / "model.onnx"
@@ -90,7 +94,7 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
         raise ExportError(f"the ONNX export differs from PyTorch by {difference:.2e} in probability",
                          hint=f"refused above {TOLERANCE:g}; please report the model name")
     os.replace(partial, target)
-    result = Export(target, difference, checked_on, time.perf_counter() - began)
+    result = Export(target, difference, checked_on, time.perf_counter() - began, card.temperature)
     write_json(run_dir.model_dir / "export.json", {"onnx": result.to_dict()})
     return result
 

@@ -104,11 +104,15 @@ class Predictor:
             if backend == "torch" or not path.exists():
                 raise UsageError(f"{path} is missing" if backend != "torch" else "--int8 runs on ONNX Runtime only",
                                  hint=f"run `ocula export {run} --int8` first")
+            if not _fresh(path, run_dir.weights, card.temperature, key="int8"):
+                raise UsageError(f"{path} is older than the run's weights or calibration",
+                                 hint=f"run `ocula export {run} --int8` again")
             return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels)
         path = run_dir.model_dir / "model.onnx"
-        if backend == "torch" or (backend == "auto" and not export and not _fresh(path, run_dir.weights)):
+        fresh = _fresh(path, run_dir.weights, card.temperature)
+        if backend == "torch" or (backend == "auto" and not export and not fresh):
             return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels)
-        if not _fresh(path, run_dir.weights):
+        if not fresh:
             from ocula.inference.export import ExportError, export as export_onnx
 
             say(f"exporting {run_dir.path} to ONNX (once; `ocula export` does it ahead of time) ...")
@@ -232,13 +236,14 @@ def prediction_record(source: str, row: np.ndarray, labels: Sequence[str], k: in
     return record
 
 
-def _fresh(onnx_path: Path, weights: Path) -> bool:
-    """The export exists, was checked, and is newer than the weights it came from."""
+def _fresh(onnx_path: Path, weights: Path, temperature: float, key: str = "onnx") -> bool:
+    """The export exists, was checked, is newer than the weights it came from, and holds the
+    card's temperature (an export from before calibration holds 1)."""
     record = onnx_path.with_name("export.json")
     if not (onnx_path.exists() and record.exists()):
         return False
     try:
-        read_json(record)["onnx"]
-    except (ValueError, KeyError, TypeError):
+        exported = float(read_json(record)[key].get("temperature", 1.0))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return False
-    return onnx_path.stat().st_mtime >= weights.stat().st_mtime
+    return abs(exported - temperature) <= 1e-9 and onnx_path.stat().st_mtime >= weights.stat().st_mtime

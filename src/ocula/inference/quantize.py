@@ -101,7 +101,8 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
         partial.unlink()
     result = Int8Result(target if accepted else None, fp32_accuracy, int8_accuracy, images, speedup, max_drop)
     record = read_json(run_dir.model_dir / "export.json") if (run_dir.model_dir / "export.json").exists() else {}
-    write_json(run_dir.model_dir / "export.json", {**record, "int8": result.to_dict()})
+    temperature = float(record.get("onnx", {}).get("temperature", 1.0))  # the fp32 graph it was made from
+    write_json(run_dir.model_dir / "export.json", {**record, "int8": {**result.to_dict(), "temperature": temperature}})
     return result
 
 

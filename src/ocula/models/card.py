@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ class ModelCard:
     pretrained: str  # where the starting weights came from, in words
     eval_transform: str  # exact eval transform in words (Preprocessing.description)
     metrics: dict[str, float] = field(default_factory=dict)
+    # Logits are divided by it before the softmax (fitted at the end of training; 1 = as trained,
+    # and what a card written before calibration existed means).
+    temperature: float = 1.0
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -127,6 +131,7 @@ class ModelCard:
                 pretrained=_str(data["pretrained"]),
                 eval_transform=_str(data["eval_transform"]),
                 metrics={_str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
+                temperature=_temperature(data.get("temperature", 1.0), where),
                 format_version=version,
             )
         except (TypeError, ValueError) as exc:
@@ -159,6 +164,13 @@ def find_card(run_or_model_dir: str | os.PathLike[str]) -> Path:
         f"no model card in {path}",
         hint=f"expected {path / 'model' / CARD_NAME} or {path / CARD_NAME}; pass a run directory or its model/ folder",
     )
+
+
+def _temperature(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ModelError(f"model card {where} has a bad temperature {value!r}: a positive number is expected",
+                         hint="set it to 1.0 (uncalibrated) or retrain the run")
+    return float(value)
 
 
 def _str(value: Any) -> str:

@@ -30,7 +30,10 @@ from ocula.models import (
     OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, load_torch_file,
     named_stage_groups, parse_mode,
 )
+from ocula.evaluate.calibration import fit_temperature, rescale
 from ocula.evaluate.job import assess
+from ocula.evaluate.metrics import calibration as calibration_of
+from ocula.evaluate.metrics import log_loss
 from ocula.inference import Predictor
 from ocula.inference.engines import keep_freed_memory
 from ocula.storage import RunDir, RunIndex, lease, new_run_id, read_json, read_yaml, write_json, write_yaml
@@ -47,6 +50,7 @@ BASE_LR = {"head": 2e-3, "finetune": 2e-3, "last": 1e-3, "full": 3e-3}
 DEFAULT_EPOCHS = {"head": 10, "finetune": 5, "last": 8, "full": 30}
 MAX_EXTRA_VIEWS = 2  # grocery, 10 head epochs: 3 views 0.733 in 110 s, 5 views 0.750 in 211 s (BENCHMARKS.md)
 FEATURE_BATCH = 64
+MIN_CALIBRATION_IMAGES = 20  # fewer validation images than this cannot pin down even one temperature
 RESUME_KEYS = {"model", "epoch", "history", "best_model", "phase", "rng"}  # what last.pt holds
 
 
@@ -190,17 +194,20 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     train_seconds = time.perf_counter() - train_began
     torch.save(model.state_dict(), run.weights)
     best = {k: v for k, v in history.best.items() if k == "epoch" or k.startswith("validation:")}
-    ModelCard.from_preprocessing(
+    card = ModelCard.from_preprocessing(
         pre, labels=classes, arch=cfg.model, mode=cfg.mode, pretrained=weights_from,
         metrics={k: v for k, v in best.items() if k != "epoch"},
-    ).to_json(run.card)
+    )
+    card.to_json(run.card)
+    calibration = _calibrate(run, card, val_split, log) if cfg.calibrate == "temperature" else {"method": "none"}
     wall = time.perf_counter() - began
     write_json(run.metrics, {
         "epochs": history.epochs, "best": best, "wall_seconds": round(wall, 2),
         "train_seconds": round(train_seconds, 2),
         "train_images_per_second": round(images_seen / train_seconds, 2) if train_seconds else 0.0,
         "backbone_images_per_second": _mean(e.get("train_images_per_second") for e in history.epochs),
-        "imbalance": imbalance_note, "split": how, "pretrained": not job.from_scratch, "status": "completed",
+        "imbalance": imbalance_note, "split": how, "pretrained": not job.from_scratch, "calibration": calibration,
+        "status": "completed",
     })
     index.record(run.id, status="completed", classes=len(classes), epochs=len(history.epochs),
                  val_accuracy=best.get("validation:accuracy"), wall_seconds=round(wall, 2))
@@ -212,8 +219,34 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     # (on PyTorch: exporting first would cost more than scoring the validation images).
     assess(Predictor.from_run(run.path, backend="torch", max_pixels=None), list(zip(val_split.paths,
            val_split.labels.tolist())), run_dir=run, out=run.path, data=cfg.data, split="validation", top_k=cfg.top_k,
-           log=log, metrics_name="evaluation.json", predictions_name="evaluation_predictions.jsonl")
+           log=log, metrics_name="evaluation.json", predictions_name="evaluation_predictions.jsonl",
+           calibration=calibration)
     return Run(run.path)
+
+
+def _calibrate(run: RunDir, card: ModelCard, val: Split, log: RunLog) -> dict[str, Any]:
+    """Fit the card's temperature on the validation images, scored from the saved weights through
+    the one inference path, and write it into the card; what was fitted, on what, before and after."""
+    if len(val) < MIN_CALIBRATION_IMAGES:
+        log.line(f"calibration skipped: {len(val)} validation images, at least {MIN_CALIBRATION_IMAGES} needed")
+        return {"method": "none", "reason": f"{len(val)} validation images (at least {MIN_CALIBRATION_IMAGES} needed)"}
+    predictor = Predictor.from_run(run.path, backend="torch", max_pixels=None)
+    probabilities, labels = [], []
+    for batch in predictor.stream(val.paths, batch_size=32):
+        probabilities.append(batch.probabilities)
+        labels.extend(val.labels[batch.positions].tolist())
+    p, y = np.concatenate(probabilities), np.array(labels, dtype=np.int64)
+    card.temperature = fit_temperature(p, y)
+    card.to_json(run.card)
+    calibrated = rescale(p, card.temperature)
+    result = {"method": "temperature", "temperature": round(card.temperature, 4),
+              "fitted_on": f"the validation split ({len(y)} images)",
+              "ece_before": round(calibration_of(y, p)["ece"], 4), "ece_after": round(calibration_of(y, calibrated)["ece"], 4),
+              "log_loss_before": round(log_loss(y, p), 4), "log_loss_after": round(log_loss(y, calibrated), 4)}
+    log.line(f"calibration: temperature {card.temperature:.3f} fitted on {len(y)} validation images: "
+             f"ECE {result['ece_before']:.3f} -> {result['ece_after']:.3f}, "
+             f"log loss {result['log_loss_before']:.3f} -> {result['log_loss_after']:.3f}")
+    return result
 
 
 def _prepare_data(cfg: TrainConfig, source: DataSource, val_source: DataSource | None, run: RunDir,
