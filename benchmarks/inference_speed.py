@@ -36,7 +36,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 
 from ocula.evaluate.job import SHIFT_IMAGES
 
@@ -50,7 +49,7 @@ def alone(run: Path, sources: list[str], batch_size: int, images: int) -> dict:
     from ocula.inference import Predictor, cpu_count
 
     predictor = Predictor.from_run(run, backend="onnx", log=lambda m: print(m, file=sys.stderr))
-    crops = np.concatenate([b.images for b in predictor.stream(sources[:images], score=False)])
+    crops = predictor.images(sources[:images])
     options = ort.SessionOptions()
     options.intra_op_num_threads = cpu_count()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -102,9 +102,7 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
 def _check_batch(predictor: Predictor, run_dir: RunDir) -> tuple[torch.Tensor, str]:
     """Up to CHECK_IMAGES of the run's validation images as the model sees them, else random pixels."""
     paths = [row[0] for row in read_json(run_dir.split).get("val", [])[:CHECK_IMAGES]] if run_dir.split.exists() else []
-    # Images moved or damaged since training are left out: the check runs on the others.
-    images = np.concatenate([batch.images for batch in predictor.stream(paths, score=False)] or
-                            [np.zeros((0, 3, 1, 1), np.uint8)])
+    images = predictor.images(paths)  # images moved or damaged since training are left out
     if len(images) >= 2:
         return torch.from_numpy(images), f"{len(images)} validation images"
     size = predictor.card.input_size

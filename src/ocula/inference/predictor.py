@@ -194,6 +194,12 @@ class Predictor:
             if own:
                 pool.shutdown(wait=False, cancel_futures=True)
 
+    def images(self, sources: Sequence[str]) -> np.ndarray:
+        """The cropped uint8 images (N x 3 x S x S) of the sources that decode; the others are left out."""
+        size = self.card.input_size
+        batches = [batch.images for batch in self.stream(sources, score=False)]
+        return np.concatenate(batches) if batches else np.zeros((0, 3, size, size), np.uint8)
+
     def _load(self, sources: Sequence[str], chunk: range) -> Batch:
         positions, prepared, failed = [], [], []
         for i in chunk:

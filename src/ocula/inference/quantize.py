@@ -62,7 +62,7 @@ def quantize(run: str | os.PathLike[str], fp32: Path, *, max_drop: float = MAX_D
     fp32_engine = OnnxEngine(fp32)
     reference = Predictor(ModelCard.from_json(run_dir.card), fp32_engine)
     split = read_json(run_dir.split)
-    calibration = _images(reference, _sample(split.get("train", []), CALIBRATION_IMAGES))
+    calibration = reference.images([row[0] for row in _sample(split.get("train", []), CALIBRATION_IMAGES)])
     validation_rows = split.get("val") or []
     if len(calibration) < 8 or not validation_rows:
         raise UsageError("int8 needs the run's training and validation images to calibrate and to measure "
@@ -119,13 +119,6 @@ def _sample(rows: list, n: int) -> list:
     if len(rows) <= n:
         return rows
     return [rows[i] for i in np.random.default_rng(0).choice(len(rows), n, replace=False)]
-
-
-def _images(predictor: Predictor, rows: list) -> np.ndarray:
-    """Cropped uint8 images (N x 3 x S x S) of the rows that still decode (moved or damaged ones are left out)."""
-    batches = [batch.images for batch in predictor.stream([row[0] for row in rows], score=False)]
-    size = predictor.card.input_size
-    return np.concatenate(batches) if batches else np.zeros((0, 3, size, size), np.uint8)
 
 
 def _accuracies(reference: Predictor, int8: Engine, rows: list) -> tuple[list[float], int, np.ndarray]:

@@ -68,6 +68,11 @@ class BatchResult:
     model: str = ""
     unit: str = "images"  # or "rows" (a tabular run)
 
+    def interrupted(self) -> Interrupted:
+        """What Ctrl-C says: how much is safe on disk, and that the same command continues."""
+        return Interrupted(f"interrupted: {self.written} {self.unit} written to {self.out} by this run",
+                           hint="run the same command again to continue where it stopped")
+
     def finish(self, began: float) -> None:
         """Speed and memory of the call that began at ``began``; no errors file when nothing was bad."""
         self.seconds = time.perf_counter() - began
@@ -157,8 +162,7 @@ def score(
                     result.bad.extend((todo[i].source, error.reason) for i, error in batch.failed)
                 advance(len(batch.positions) + len(batch.failed))
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {result.written} images written to {out_path} by this run",
-                          hint="run the same command again to continue where it stopped") from None
+        raise result.interrupted() from None
     finally:
         os.close(fd)
         result.finish(began)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocula.errors import Interrupted
 from ocula.serve.batch import BatchResult, append, errors_path_for, open_output, progress_bar, read_done
 from ocula.storage import RunDir
 
@@ -55,8 +54,7 @@ def score_table(run_dir: RunDir, source: str | os.PathLike[str], out_path: Path,
                 result.written += len(scored)
                 advance(len(rows))
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {result.written} rows written to {out_path} by this run",
-                          hint="run the same command again to continue where it stopped") from None
+        raise result.interrupted() from None
     finally:
         os.close(fd)
         result.finish(began)
