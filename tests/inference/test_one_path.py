@@ -85,6 +85,9 @@ def test_every_command_gives_the_same_probabilities(setup):
     for path in good:
         for label, probability in printed[path].items():
             assert abs(probability - setup["expected"][path][setup["labels"].index(label)]) <= TOLERANCE
+    only_bad = run_cli("predict", str(run.path), bad)
+    assert only_bad.returncode == 2 and only_bad.stderr.strip().splitlines()[-1] == \
+        "error: none of the images could be read (run `ocula data check` on them)"
 
     # `ocula batch` exports the model and scores on ONNX Runtime.
     out = setup["root"] / "preds.jsonl"

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from ocula.cli import automl_cmd, batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd, tune_cmd
-from ocula.errors import OculaError
+from ocula.errors import DataError, OculaError
 
 app = typer.Typer(
     name="ocula",
@@ -96,7 +96,7 @@ def predict(
         err.print(f"skipped {len(bad)} of {len(predictions)} images: "
                   + ", ".join(f"{p.source} ({p.error.reason})" for p in bad), highlight=False, soft_wrap=True)
         if len(bad) == len(predictions):
-            raise OculaError("none of the images could be read", hint="run `ocula data check` on them")
+            raise DataError("none of the images could be read", hint="run `ocula data check` on them")
 
 
 @app.command()
