@@ -35,9 +35,11 @@ compare = _entry("ocula.evaluate.job", "compare")
 automl = _entry("ocula.tabular.job", "automl")
 
 
-def predict(run: str | os.PathLike[str], images: Sequence[str], top_k: int = 5) -> list[Any]:
+def predict(run: str | os.PathLike[str], images: Sequence[str], top_k: int = 5,
+            min_confidence: float | None = None) -> list[Any]:
     """The top-k (label, probability) pairs of each image file, as ``Prediction``s in order; an
-    unusable file's ``Prediction`` has no labels and says why in ``error``."""
+    unusable file's ``Prediction`` has no labels and says why in ``error``; one whose top
+    probability is below ``min_confidence`` is ``rejected`` and its ``label`` is None."""
     from ocula.train.run import Run
 
-    return Run(run).predict(images, top_k=top_k)
+    return Run(run).predict(images, top_k=top_k, min_confidence=min_confidence)

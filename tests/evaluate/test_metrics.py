@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from ocula.evaluate.metrics import calibration, most_confused, summarize
+from ocula.evaluate.metrics import calibration, most_confused, selective, selective_sentence, summarize
 
 
 @pytest.fixture
@@ -60,3 +60,34 @@ def test_classes_absent_from_the_data_do_not_drag_macro_averages():
     probs = np.eye(3)[[0, 0, 1, 1]]
     s = summarize(labels, probs, ["x", "y", "never-seen"])
     assert s["macro"]["f1"] == 1.0 and s["balanced_accuracy"] == 1.0
+
+
+def test_selective_prediction_names_the_threshold_that_keeps_the_target():
+    # 10 images, most confident first: the top 6 are right, then a mistake, then 3 more right/wrong.
+    confidence = np.array([0.99, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55])
+    right = np.array([1, 1, 1, 1, 1, 1, 0, 1, 0, 0], bool)
+    probs = np.column_stack([confidence, 1 - confidence])
+    labels = np.where(right, 0, 1)
+    result = selective(labels, probs, target=0.95)
+    assert result["threshold"] == 0.75 and result["coverage"] == 0.6 and result["accuracy"] == 1.0
+    assert "Answer 60% of photos at 100.0% accuracy" in selective_sentence(result)
+    assert "--min-confidence 0.75" in selective_sentence(result)
+    loose = selective(labels, probs, target=0.6)  # every image answered already reaches 60%
+    assert loose["threshold"] == 0.0 and loose["coverage"] == 1.0
+    assert selective(labels, probs, target=0.8)["threshold"] == 0.65  # 8 answered, 7 right
+    rows = {row["threshold"]: row for row in result["table"]}
+    assert rows[0.9]["coverage"] == 0.3 and rows[0.9]["accuracy"] == 1.0
+    assert result["curve"][-1]["coverage"] == 1.0 and result["curve"][-1]["accuracy"] == 0.7
+
+
+def test_selective_prediction_says_when_no_threshold_reaches_the_target():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3]])
+    result = selective(np.array([1, 1, 0]), probs, target=0.95)
+    assert result["threshold"] is None and result["accuracy"] is None
+    assert selective_sentence(result).startswith("No confidence threshold reaches 95% accuracy")
+
+
+def test_tied_confidences_are_answered_or_rejected_together():
+    probs = np.array([[0.8, 0.2], [0.8, 0.2], [0.6, 0.4]])
+    result = selective(np.array([0, 1, 0]), probs, target=0.95)  # the tie at 0.8 holds a mistake
+    assert result["threshold"] is None

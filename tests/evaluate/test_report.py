@@ -37,7 +37,8 @@ def _report(classes: list[str]) -> tuple[dict, list[GalleryItem]]:
 def test_report_has_every_section_and_embeds_its_images(tmp_path):
     report, gallery = _report(["cat", "dog", "<img src=x onerror=alert(1)>"])
     html = render_report(tmp_path, report, gallery).read_text()
-    for anchor in ("diagnosis", "robustness", "learning", "confusion", "classes", "calibration", "mistakes", "skipped"):
+    for anchor in ("diagnosis", "robustness", "learning", "confusion", "classes", "calibration", "selective",
+                   "mistakes", "skipped"):
         assert f'id="{anchor}"' in html
     sources = re.findall(r'src="([^"]+)"', html)
     assert sources and all(s.startswith("data:image/") for s in sources)  # nothing to fetch: opens offline
@@ -45,7 +46,7 @@ def test_report_has_every_section_and_embeds_its_images(tmp_path):
         payload = base64.b64decode(source.split(",", 1)[1])
         assert payload[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "confusion.png", "gallery.png", "learning_curves.png", "reliability.png", "robustness.png"]
+        "confusion.png", "coverage.png", "gallery.png", "learning_curves.png", "reliability.png", "robustness.png"]
     # Names from the user's files are text, never markup.
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     assert "<img src=x" not in html and "photos/a&amp;b.jpg" in html

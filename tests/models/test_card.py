@@ -53,6 +53,10 @@ def test_unknown_and_missing_keys_are_named(tmp_path: Path) -> None:
         ({"temperature": -1.0}, "bad temperature -1.0"),
         ({"temperature": 0}, "bad temperature 0"),
         ({"temperature": True}, "bad temperature True"),
+        ({"image_ranges": {"contrast": [9, 3]}}, "bad image_ranges"),
+        ({"image_ranges": {"loudness": [0, 1]}}, "bad image_ranges"),
+        ({"image_ranges": {"contrast": [0, "x"]}}, "bad image_ranges"),
+        ({"image_ranges": [1, 2]}, "bad image_ranges"),
     ],
 )
 def test_bad_values(tmp_path: Path, change: dict[str, object], message: str) -> None:
@@ -68,6 +72,16 @@ def test_a_card_from_before_calibration_loads_uncalibrated(tmp_path: Path) -> No
     assert ModelCard.from_json(tmp_path / "card.json").temperature == 1.0
     (tmp_path / "card.json").write_text(json.dumps({**data, "temperature": 0.42}))
     assert ModelCard.from_json(tmp_path / "card.json").temperature == 0.42
+
+
+def test_a_card_from_before_image_ranges_loads_without_them(tmp_path: Path) -> None:
+    data = _card().to_dict()
+    assert data.pop("image_ranges") == {}
+    (tmp_path / "card.json").write_text(json.dumps(data))
+    assert ModelCard.from_json(tmp_path / "card.json").image_ranges == {}
+    ranges = {"contrast": [3.5, 90.0], "sharpness": [0.1, 6.0]}
+    (tmp_path / "card.json").write_text(json.dumps({**data, "image_ranges": ranges}))
+    assert ModelCard.from_json(tmp_path / "card.json").image_ranges == ranges
 
 
 def test_a_non_finite_temperature_is_one_line(tmp_path: Path) -> None:

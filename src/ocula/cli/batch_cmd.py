@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,6 +21,9 @@ def batch(
     backend: Annotated[str, Opt(help="auto (ONNX Runtime, PyTorch if the export fails), onnx or torch.")] = "auto",
     batch_size: Annotated[int, Opt(help="Images per model call (16: as fast as 32 on CPU, with half the memory).")] = 16,
     top_k: Annotated[int, Opt(help="Add the k most probable labels to each line when k > 1.")] = 1,
+    min_confidence: Annotated[Optional[float], Opt(
+        help="Mark an image whose top probability is below this, or that is unlike every training photo (blank, "
+             "noise; 0 marks only those), \"rejected\": true, with a null label and the reason.")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar; print only the output path.")] = False,
 ) -> None:
     """Score every image into one {"source", "label", "probability", "prediction"} line each (a tabular
@@ -34,12 +37,15 @@ def batch(
     from ocula.serve.batch import score
 
     result = score(run, input, out, backend=backend, batch_size=batch_size, top_k=top_k, progress=not quiet,
-                   log=(lambda message: None) if quiet else None)
+                   min_confidence=min_confidence, log=(lambda message: None) if quiet else None)
     if not quiet:
         print(f"input: {input} read as {result.input}, {result.total} {result.unit}")
         print(f"model: {result.model}")
         print(f"written: {result.written}")
         print(f"already done: {result.skipped_existing} (in {result.out.name} from an earlier run, skipped)")
+        if min_confidence is not None:
+            print(f"rejected: {result.rejected} of {result.written} (top probability below {min_confidence:g}; "
+                  "\"label\": null)")
         bad = "bad rows" if result.unit == "rows" else "bad files"
         if result.bad:
             print(f"{bad}: {len(result.bad)} (skipped, listed in {result.errors}, tried again on the next run)")

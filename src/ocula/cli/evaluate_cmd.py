@@ -35,6 +35,8 @@ def evaluate(
     label_level: Annotated[str, Opt(help="fine or coarse labels for manifests with classes.csv.")] = "fine",
     seed: Annotated[int, Opt(help="Seed of the shift sample and corruptions.")] = 0,
     backend: Annotated[str, Opt(help="auto (ONNX Runtime, exporting once if needed), onnx or torch.")] = "auto",
+    target_accuracy: Annotated[float, Opt(help="The report names the --min-confidence that keeps this accuracy on the "
+                                               "images answered, and the share it answers.")] = 0.95,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the report path.")] = False,
 ) -> None:
     """Where and why a classifier fails: metrics, confusion, confident mistakes, diagnosis, shift.
@@ -44,7 +46,8 @@ def evaluate(
     from ocula.evaluate.job import evaluate as run_evaluation
 
     result = run_evaluation(run, data, split=split, top_k=top_k, shift=shift, out=out, label_level=label_level,
-                            shift_images=shift_images, seed=seed, backend=backend, quiet=quiet)
+                            shift_images=shift_images, seed=seed, backend=backend,
+                            target_accuracy=target_accuracy, quiet=quiet)
     print(result.html)
 
 

@@ -80,15 +80,21 @@ def predict(
     run: Annotated[str, typer.Argument(help="A run directory.")],
     images: Annotated[list[str], typer.Argument(help="Image files.")],
     top_k: Annotated[int, Opt(help="How many labels per image.")] = 5,
+    min_confidence: Annotated[Optional[float], Opt(
+        help="Reject (answer no label for) an image whose top probability is below this, or that is unlike "
+             "every training photo; `ocula evaluate` names the value that keeps a target accuracy.")] = None,
 ) -> None:
     """Print the top-k labels with probabilities for each image; an unusable file is listed and skipped."""
     from ocula.api import predict as run_predict
+    from ocula.inference import check_min_confidence
 
-    predictions = run_predict(run, images, top_k=top_k)
+    predictions = run_predict(run, images, top_k=top_k, min_confidence=check_min_confidence(min_confidence))
     for prediction in predictions:
         print(prediction.source)
         if prediction.error is not None:
             print(f"  skipped: {prediction.error.reason} ({prediction.error.detail})")
+        if prediction.rejected:
+            print(f"  rejected: {prediction.rejection} (no label; ask for another photo)")
         for label, prob in prediction.ranked:
             print(f"  {prob:7.4f}  {label}")
     bad = [p for p in predictions if p.error is not None]

@@ -25,6 +25,10 @@ def serve(
     max_body_mb: Annotated[float, Opt(help="Largest request body in MB (SageMaker: 6).")] = 6.0,
     max_megapixels: Annotated[float, Opt(help="Largest image, in megapixels, read from its header before decoding.")] = 40.0,
     threads: Annotated[Optional[int], Opt(help="Inference threads per worker. Default cores / workers.")] = None,
+    min_confidence: Annotated[Optional[float], Opt(
+        help="Answer \"predicted_label\": null, \"rejected\": true (verbose JSON; header X-Rejected) for an image "
+             "whose top probability is below this, or that is unlike every training photo (blank, noise; 0 rejects only "
+             "those); a request's ?min_confidence= overrides it.")] = None,
     access_log: Annotated[bool, Opt("--access-log", help="Log every request.")] = False,
 ) -> None:
     """Serve RUN over HTTP: GET /ping, POST /invocations (images or JSON), /docs, /metrics."""
@@ -32,6 +36,6 @@ def serve(
 
     options = Options(run, backend=backend, int8=int8, max_batch=max_batch, max_delay_ms=max_delay_ms,
                       max_body_mb=max_body_mb, max_megapixels=max_megapixels, capture_dir=capture_dir,
-                      capture_percent=capture_percent, threads=threads)
+                      capture_percent=capture_percent, threads=threads, min_confidence=min_confidence)
     run_server(options, host=host, port=port, workers=workers, access_log=access_log,
                log=lambda message: err.print(message, highlight=False, soft_wrap=True))

@@ -32,7 +32,7 @@ from ocula.data.corruptions import SEVERITIES, corrupt, corruption_names
 from ocula.data.corruptions import describe as describe_corruptions
 from ocula.errors import DataError, UsageError, unknown
 from ocula.evaluate.diagnose import diagnose
-from ocula.evaluate.metrics import summarize
+from ocula.evaluate.metrics import TARGET_ACCURACY, selective_sentence, summarize
 from ocula.evaluate.report import GalleryItem, render_report
 from ocula.evaluate.robustness import shift_summary
 from ocula.inference import Predictor, prediction_record
@@ -77,6 +77,7 @@ def evaluate(
     shift_images: int = SHIFT_IMAGES,
     seed: int = 0,
     backend: str = "auto",
+    target_accuracy: float = TARGET_ACCURACY,
     quiet: bool = False,
 ) -> Evaluation:
     """Evaluate the model in ``run`` on ``data``; write the report to ``out``.
@@ -84,7 +85,11 @@ def evaluate(
     ``split`` picks the part of ``data`` (``test``, ``val``, ``train``, or ``all``); a plain folder
     of class folders is evaluated whole. The default ``out`` is ``RUN/evaluations/<split>``.
     ``backend``: ``auto`` (ONNX Runtime, exporting the model once if needed), ``onnx`` or ``torch``.
+    ``target_accuracy``: the report names the confidence threshold that keeps it (selective prediction).
     """
+    if not 0.0 < target_accuracy <= 1.0:
+        raise UsageError(f"--target-accuracy {target_accuracy:g} is not an accuracy: give a value in (0, 1]",
+                         hint="e.g. --target-accuracy 0.95")
     if split not in SPLITS:
         raise unknown("split", split, SPLITS)
     if shift is not None and shift not in SHIFTS:
@@ -102,7 +107,8 @@ def evaluate(
     target = Path(out) if out is not None else run_dir.path / "evaluations" / (used + (f"-{shift}" if shift else ""))
     log.line(f"evaluating {run_dir.path} on {len(known)} images ({used} split of {data})")
     return assess(predictor, known, run_dir=run_dir, out=target, data=str(data), split=used, top_k=top_k,
-                  shift=shift, shift_images=shift_images, seed=seed, skipped=skipped, log=log)
+                  shift=shift, shift_images=shift_images, seed=seed, skipped=skipped, log=log,
+                  target_accuracy=target_accuracy)
 
 
 def assess(
@@ -122,6 +128,7 @@ def assess(
     metrics_name: str = "metrics.json",
     predictions_name: str = "predictions.jsonl",
     calibration: dict[str, Any] | None = None,
+    target_accuracy: float = TARGET_ACCURACY,
 ) -> Evaluation:
     """Score (path, label index) pairs, then write metrics.json, predictions.jsonl (one line per
     image, the ``ocula batch`` format with ``true_label``), plots and report.html to ``out``.
@@ -143,7 +150,7 @@ def assess(
     for entry in skipped:
         log.warn(f"skipped {entry['path']}: {entry['reason']}")
     classes = list(predictor.labels)
-    summary = summarize(scored.labels, scored.probs, classes, top_k=top_k)
+    summary = summarize(scored.labels, scored.probs, classes, top_k=top_k, target_accuracy=target_accuracy)
     robustness = None
     if shift is not None:
         robustness = _robustness(predictor, scored, shift_images, seed, log)
@@ -172,6 +179,7 @@ def assess(
     render_report(out, report, scored.gallery())
     log.line(f"accuracy={summary['accuracy']:.4f} top_{summary['top_k']}_accuracy={summary['top_k_accuracy']:.4f} "
              f"on {summary['n']} images, {report['throughput']['images_per_second']} images/s")
+    log.line(f"selective prediction: {selective_sentence(summary['selective'])}")
     if robustness is not None:
         log.line(robustness["sentence"])
     for finding in findings:

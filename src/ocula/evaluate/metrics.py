@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 CONFIDENT = 0.9  # a mistake made with at least this probability is a label-noise suspect
+TARGET_ACCURACY = 0.95  # the accuracy selective prediction names a confidence threshold for
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the reject thresholds the report tabulates
 
 
 def accuracy(labels: np.ndarray, probs: np.ndarray) -> float:
@@ -104,7 +106,59 @@ def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict[s
             "bins": rows}
 
 
-def summarize(labels: np.ndarray, probs: np.ndarray, class_names: list[str], *, top_k: int = 5) -> dict[str, Any]:
+def _answered(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> dict[str, float | None]:
+    """Coverage and accuracy when only images with top probability >= ``threshold`` are answered."""
+    kept = confidence >= threshold
+    return {"threshold": float(threshold), "coverage": float(kept.mean()) if len(kept) else 0.0,
+            "accuracy": float(correct[kept].mean()) if kept.any() else None}
+
+
+def selective(labels: np.ndarray, probs: np.ndarray, target: float = TARGET_ACCURACY,
+              points: int = 50) -> dict[str, Any]:
+    """Selective prediction: answer only when the top probability reaches a threshold.
+
+    Returns the accuracy-against-coverage curve (``points`` thresholds at even coverage steps),
+    the rows of ``THRESHOLDS``, and the lowest threshold (rounded up to 3 decimals: what a user
+    passes as ``--min-confidence``) whose answered images reach ``target`` accuracy, with the
+    coverage it keeps; ``threshold`` is None when no threshold reaches it.
+    """
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    out: dict[str, Any] = {"target_accuracy": float(target), "threshold": None, "coverage": 0.0, "accuracy": None,
+                           "curve": [], "table": [_answered(confidence, correct, t) for t in THRESHOLDS]}
+    if not len(labels):
+        return out
+    order = np.argsort(-confidence, kind="stable")
+    ranked = confidence[order]
+    running = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))  # the last image of each tie
+    steps = np.unique(np.linspace(0, len(order) - 1, min(points, len(order))).round().astype(int))
+    out["curve"] = [{"threshold": float(ranked[i]), "coverage": (i + 1) / len(order), "accuracy": float(running[i])}
+                    for i in steps]
+    reaching = ends[running[ends] >= target]
+    if len(reaching):
+        threshold = 0.0 if reaching[-1] == len(order) - 1 else round(float(np.ceil(ranked[reaching[-1]] * 1000)) / 1000, 3)
+        out.update(_answered(confidence, correct, threshold))
+    return out
+
+
+def selective_sentence(result: dict[str, Any], images: str = "photos") -> str:
+    """The plain-words verdict of ``selective``."""
+    target = result["target_accuracy"]
+    if result["threshold"] is None:
+        best = max((row for row in result["curve"] if row["coverage"] >= 0.05), key=lambda row: row["accuracy"],
+                   default=None)
+        reach = (f"; at best the most confident {best['coverage']:.0%} are right {best['accuracy']:.1%} of the time"
+                 if best else "")
+        return f"No confidence threshold reaches {target:.0%} accuracy on these images{reach}"
+    if result["threshold"] == 0.0:
+        return f"Every image is answered at {result['accuracy']:.1%} accuracy: {target:.0%} needs no threshold"
+    return (f"Answer {result['coverage']:.0%} of {images} at {result['accuracy']:.1%} accuracy (target "
+            f"{target:.0%}) with --min-confidence {result['threshold']:g}; ask for another photo for the rest")
+
+
+def summarize(labels: np.ndarray, probs: np.ndarray, class_names: list[str], *, top_k: int = 5,
+              target_accuracy: float = TARGET_ACCURACY) -> dict[str, Any]:
     """Every metric a report shows, as plain JSON-ready values."""
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -133,6 +187,7 @@ def summarize(labels: np.ndarray, probs: np.ndarray, class_names: list[str], *, 
                            "share_of_true": c / max(int(matrix[t].sum()), 1)}
                           for t, p, c in most_confused(matrix)],
         "calibration": calibration(labels, probs),
+        "selective": selective(labels, probs, target_accuracy),
         "confident_mistakes": int(np.sum(wrong & (confidence >= CONFIDENT))),
         "mistakes": int(wrong.sum()),
     }

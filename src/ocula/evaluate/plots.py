@@ -89,6 +89,26 @@ def reliability_diagram(calibration: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
+def coverage_curve(selective: dict[str, Any]) -> bytes | None:
+    """Accuracy of the answered images against the share answered; the target and its threshold marked."""
+    curve = selective["curve"]
+    if not curve:
+        return None
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    ax.plot([row["coverage"] for row in curve], [row["accuracy"] for row in curve], "-", color="C0",
+            label="answer only above a threshold")
+    ax.axhline(selective["target_accuracy"], color="grey", linestyle="--", linewidth=1,
+               label=f"target {selective['target_accuracy']:.0%}")
+    if selective["threshold"] is not None:
+        ax.plot([selective["coverage"]], [selective["accuracy"]], "o", color="C3",
+                label=f"--min-confidence {selective['threshold']:g}")
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("accuracy of the answered images")
+    ax.legend(fontsize=8, loc="lower left")
+    return _png(fig)
+
+
 def robustness_bars(shift: dict[str, Any]) -> bytes:
     """Accuracy per corruption at each severity, against the clean accuracy."""
     names = list(shift["by_corruption"])

@@ -22,6 +22,7 @@ from ocula.evaluate.html import PAGE as _PAGE
 from ocula.evaluate.html import img as _img
 from ocula.evaluate.html import section as _section
 from ocula.evaluate.html import table as _table
+from ocula.evaluate.metrics import selective_sentence
 
 LEVEL_LABEL = {"major": "act on this", "minor": "worth fixing", "info": "note"}
 
@@ -57,6 +58,7 @@ def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem])
                  f"<p>Expected calibration error {report['summary']['calibration']['ece']:.3f}: how far the "
                  "model's confidence is from its accuracy (0 is perfect).</p>" + _fitted(report.get("calibration"))
                  + _img(figures["reliability"], "reliability diagram")),
+        _selective(report["summary"].get("selective"), figures.get("coverage")),
         _gallery(gallery, report["summary"]),
         _skipped(report.get("skipped", [])),
         _footer(report),
@@ -75,6 +77,7 @@ def _figures(report: dict[str, Any], gallery: list[GalleryItem]) -> dict[str, by
         "learning_curves": plots.learning_curves(report.get("history") or []),
         "confusion": plots.confusion_heatmap(summary["confusion"], summary["classes"]),
         "reliability": plots.reliability_diagram(summary["calibration"]),
+        "coverage": plots.coverage_curve(summary["selective"]) if summary.get("selective") else None,
         "robustness": plots.robustness_bars(report["robustness"]) if report.get("robustness") else None,
         "gallery": plots.error_gallery(gallery),
     }
@@ -122,6 +125,23 @@ def _fitted(calibration: dict[str, Any] | None) -> str:
             f"(expected calibration error {calibration['ece_before']:.3f} before, {calibration['ece_after']:.3f} after; "
             f"log loss {calibration['log_loss_before']:.3f} before, {calibration['log_loss_after']:.3f} after). "
             "Figures on the images it was fitted on flatter it; judge it on a split it did not see.</p>")
+
+
+def _selective(result: dict[str, Any] | None, png: bytes | None) -> str:
+    """Accuracy against coverage: the threshold below which to ask for another photo."""
+    if not result:
+        return ""
+    rows = [[f"{row['threshold']:g}", f"{row['coverage']:.1%}", "" if row["accuracy"] is None else f"{row['accuracy']:.1%}"]
+            for row in result["table"]]
+    return _section("selective", "Answer only when confident",
+                    f"<p>{escape(selective_sentence(result))}.</p><p>With <code>--min-confidence P</code>, "
+                    "<code>serve</code>, <code>batch</code> and <code>predict</code> answer no label (\"rejected\") "
+                    "for an image whose top probability is below P. The curve shows the accuracy of the images "
+                    "still answered against their share; <code>ocula evaluate --target-accuracy</code> picks "
+                    "another target. A threshold chosen on these images flatters them a little: choose it on "
+                    "validation, check it on test.</p>"
+                    + _img(png, "accuracy against coverage")
+                    + _table(["--min-confidence", "images answered", "accuracy of those"], rows, "numbers"))
 
 
 def _robustness(shift: dict[str, Any] | None, png: bytes | None) -> str:

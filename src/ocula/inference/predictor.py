@@ -28,6 +28,7 @@ from PIL import Image
 
 from ocula.data.decode_cache import decode_resized
 from ocula.data.imageio import read_bytes
+from ocula.data.stats import image_stats, unlike
 from ocula.errors import ImageError, UsageError, unknown
 from ocula.inference.engines import Engine, OnnxEngine, TorchEngine
 from ocula.models.card import ModelCard
@@ -65,15 +66,51 @@ class Batch:
 
 @dataclass(frozen=True)
 class Prediction:
-    """``ranked``: the top-k (label, probability) pairs, best first; empty when ``error`` says why not."""
+    """``ranked``: the top-k (label, probability) pairs, best first; empty when ``error`` says why not.
+    ``rejected``: the top probability is below the ``min_confidence`` asked for, so there is no
+    ``label`` (``ranked`` still says what the model thought)."""
 
     source: str
     ranked: list[tuple[str, float]]
     error: ImageError | None = None
+    rejection: str | None = None  # why the image got no label (see ``Gate``)
+
+    @property
+    def rejected(self) -> bool:
+        return self.rejection is not None
 
     @property
     def label(self) -> str | None:
-        return self.ranked[0][0] if self.ranked else None
+        return self.ranked[0][0] if self.ranked and not self.rejected else None
+
+
+def check_min_confidence(value: float | None, option: str = "--min-confidence") -> float | None:
+    """A probability in [0, 1] (or None: answer every image), else a one-line ``UsageError``."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise UsageError(f"{option} {value:g} is not a probability: give a value between 0 and 1",
+                         hint="`ocula evaluate` reports the threshold that keeps a target accuracy")
+    return value
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The reject option: when to answer no label and ask for another photo.
+
+    An image is rejected when its top probability is below ``min_confidence``, or when it is
+    unlike every training photo (a statistic of ``ocula.data.stats`` outside the card's
+    ``image_ranges``: a blank frame, noise, a photo far darker than any in training), which a
+    classifier may still score with confidence.
+    """
+
+    min_confidence: float
+    ranges: dict[str, list[float]]
+
+    def why(self, row: np.ndarray, image: Prepared) -> str | None:
+        """The reason ``row`` (the probabilities of ``image``) gets no label, or None."""
+        top = float(row.max())
+        if top < self.min_confidence:
+            return f"top probability {top:.3f} is below {self.min_confidence:g}"
+        return unlike(image_stats(image.array), self.ranges) if self.ranges else None
 
 
 class Predictor:
@@ -128,6 +165,12 @@ class Predictor:
     @property
     def backend(self) -> str:
         return self.engine.name
+
+    def gate(self, min_confidence: float | None) -> Gate | None:
+        """The reject option at ``min_confidence`` (None: answer every image)."""
+        if check_min_confidence(min_confidence, "min_confidence") is None:
+            return None
+        return Gate(float(min_confidence), self.card.image_ranges)
 
     def describe(self) -> str:
         return f"{self.engine.name} ({self.engine.source.name}), {len(self.labels)} classes, " \
@@ -214,26 +257,38 @@ class Predictor:
         images = np.stack([self.crop(p) for p in prepared]) if prepared else np.zeros((0, 3, size, size), np.uint8)
         return Batch(positions, prepared, images, None, failed)
 
-    def predict(self, paths: Sequence[str], top_k: int = 5) -> list[Prediction]:
-        """The top-k labels of each image file, in order; an unusable file carries its error."""
+    def predict(self, paths: Sequence[str], top_k: int = 5, min_confidence: float | None = None) -> list[Prediction]:
+        """The top-k labels of each image file, in order; an unusable file carries its error, an
+        image whose top probability is below ``min_confidence`` is ``rejected``."""
+        gate = self.gate(min_confidence)
         k = min(top_k, len(self.labels))
         found: dict[int, Prediction] = {}
         for batch in self.stream(paths):
-            for i, row in zip(batch.positions, batch.probabilities):  # type: ignore[arg-type]
+            for i, row, image in zip(batch.positions, batch.probabilities, batch.prepared):  # type: ignore[arg-type]
                 order = np.argsort(-row, kind="stable")[:k]
-                found[i] = Prediction(paths[i], [(self.labels[j], float(row[j])) for j in order])
+                found[i] = Prediction(paths[i], [(self.labels[j], float(row[j])) for j in order],
+                                      rejection=gate.why(row, image) if gate else None)
             for i, error in batch.failed:
                 found[i] = Prediction(paths[i], [], error)
         return [found[i] for i in range(len(paths))]
 
 
 def prediction_record(source: str, row: np.ndarray, labels: Sequence[str], k: int = 1,
-                      true_label: str | None = None) -> dict[str, Any]:
+                      true_label: str | None = None, gate: Gate | None = None,
+                      image: Prepared | None = None) -> dict[str, Any]:
     """One line of ``ocula batch`` (and of an evaluation's predictions.jsonl): ``source``, ``label``,
-    ``probability``, ``prediction`` (class index), + ``true_label`` when known, + ``top_k`` when k > 1."""
+    ``probability``, ``prediction`` (class index), + ``true_label`` when known, + ``top_k`` when k > 1.
+    With a ``gate`` (and the ``image``), + ``rejected``; a rejected line has ``label`` and
+    ``prediction`` null, a ``reason``, and keeps the top ``probability`` (and ``top_k``: what the
+    model thought)."""
     best = int(row.argmax())
-    record: dict[str, Any] = {"source": source, "label": labels[best], "probability": round(float(row[best]), 6),
-                              "prediction": best}
+    reason = gate.why(row, image) if gate is not None and image is not None else None
+    record: dict[str, Any] = {"source": source, "label": None if reason else labels[best],
+                              "probability": round(float(row[best]), 6), "prediction": None if reason else best}
+    if gate is not None:
+        record["rejected"] = reason is not None
+        if reason:
+            record["reason"] = reason
     if true_label is not None:
         record["true_label"] = true_label
     if k > 1:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocula.data.stats import STATS
 from ocula.errors import ModelError
 from ocula.models.preprocess import RGB, Preprocessing
 
@@ -37,6 +38,9 @@ class ModelCard:
     # Logits are divided by it before the softmax (fitted at the end of training; 1 = as trained,
     # and what a card written before calibration existed means).
     temperature: float = 1.0
+    # Per image statistic (ocula.data.stats), the [low, high] range of the training photos: with a
+    # reject option, an image outside it gets no label. Empty: not recorded (cards before it).
+    image_ranges: dict[str, list[float]] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -132,6 +136,7 @@ class ModelCard:
                 eval_transform=_str(data["eval_transform"]),
                 metrics={_str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
                 temperature=_temperature(data.get("temperature", 1.0), where),
+                image_ranges=_ranges(data.get("image_ranges", {}), where),
                 format_version=version,
             )
         except (TypeError, ValueError) as exc:
@@ -171,6 +176,21 @@ def _temperature(value: Any, where: str) -> float:
         raise ModelError(f"model card {where} has a bad temperature {value!r}: a positive number is expected",
                          hint="set it to 1.0 (uncalibrated) or retrain the run")
     return float(value)
+
+
+def _ranges(value: Any, where: str) -> dict[str, list[float]]:
+    bad = ModelError(f"model card {where} has bad image_ranges: expected {{statistic: [low, high]}} with statistics "
+                     f"among {', '.join(STATS)}", hint="remove the key (the reject option then uses confidence alone)")
+    if not isinstance(value, dict):
+        raise bad
+    ranges = {}
+    for name, pair in value.items():
+        if name not in STATS or not isinstance(pair, list) or len(pair) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in pair) \
+                or pair[0] > pair[1]:
+            raise bad
+        ranges[name] = [float(pair[0]), float(pair[1])]
+    return ranges
 
 
 def _str(value: Any) -> str:

@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect
 from ocula.errors import ImageError, first_line
 from ocula.serve.batcher import Batcher
 from ocula.serve.capture import Capture
-from ocula.inference import Predictor, Prepared, cpu_count
+from ocula.inference import Gate, Predictor, Prepared, cpu_count
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 MAX_INSTANCES = 64
@@ -56,6 +56,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     decode_threads: int = 0  # 0: one per core
     capture: Capture | None = None
+    min_confidence: float | None = None  # reject below this top probability unless a request says otherwise
 
 
 class ServeError(Exception):
@@ -81,6 +82,8 @@ class Metrics:
         self.latency = Histogram("ocula_request_latency_seconds", "POST /invocations latency",
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.images = Counter("ocula_images", "Images classified", registry=self.registry)
+        self.rejected = Counter("ocula_rejected_images", "Images answered with no label (top probability below "
+                                "the confidence threshold)", registry=self.registry)
         self.batch_size = Histogram("ocula_batch_size", "Images per model call", buckets=_BATCH_BUCKETS,
                                     registry=self.registry)
         self.inference = Histogram("ocula_inference_seconds", "Seconds per model call",
@@ -167,8 +170,11 @@ def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAP
     @app.post("/invocations", summary="Classify one image, or several as JSON", openapi_extra=_INVOCATIONS_DOC,
               response_class=JSONResponse)
     async def invocations(request: Request, top_k: int | None = Query(None, ge=1, description=(
-            "Return only the k most probable classes, with their labels"))) -> Response:
+            "Return only the k most probable classes, with their labels")), min_confidence: float | None = Query(
+            None, ge=0, le=1, description="Reject an image whose top probability is below this (default: the "
+                                          "server's --min-confidence)")) -> Response:
         began = time.perf_counter()
+        gate = predictor.gate(settings.min_confidence if min_confidence is None else min_confidence)
         verbose = accept_json(request.headers.get("accept"))
         request_id = request.headers.get("x-request-id", "")
         if not _REQUEST_ID.fullmatch(request_id):
@@ -188,10 +194,16 @@ def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAP
         rows = await asyncio.gather(*(batcher.submit(predictor.crop(p)) for p in prepared))
         if settings.capture is not None and settings.capture.sampled():
             loop.run_in_executor(decoder, _capture, settings.capture, request_id, prepared, rows, predictor.labels)
-        answers = [_format(row, predictor.labels, verbose, top_k) for row in rows]
+        reasons = None if gate is None else await loop.run_in_executor(decoder, _reasons, gate, rows, prepared)
+        answers = [_format(row, predictor.labels, verbose, top_k, None if reasons is None else reasons[i] or "")
+                   for i, row in enumerate(rows)]
         content = answers[0] if kind != JSON_TYPE else answers
+        headers = {"X-Request-Id": request_id}
+        if reasons is not None:  # the plain answer is SageMaker's bare list: the header carries the verdict
+            headers["X-Rejected"] = ",".join("true" if reason else "false" for reason in reasons)
+            metrics.rejected.inc(sum(reason is not None for reason in reasons))
         metrics.latency.observe(time.perf_counter() - began)
-        return Response(json.dumps(content), media_type=JSON_TYPE, headers={"X-Request-Id": request_id})
+        return Response(json.dumps(content), media_type=JSON_TYPE, headers=headers)
 
     return app
 
@@ -304,16 +316,24 @@ def _capture(capture: Capture, request_id: str, prepared: list[Prepared], rows: 
         capture.record(request_id, index, item.array, item.size, row, labels)
 
 
-def _format(row: np.ndarray, labels: list[str], verbose: bool, top_k: int | None) -> Any:
-    if top_k is None:
-        if not verbose:
-            return row.tolist()
-        return {"probabilities": row.tolist(), "labels": labels, "predicted_label": labels[int(np.argmax(row))]}
-    order = np.argsort(-row, kind="stable")[:top_k]
+def _reasons(gate: Gate, rows: list[np.ndarray], prepared: list[Prepared]) -> list[str | None]:
+    return [gate.why(row, image) for row, image in zip(rows, prepared)]
+
+
+def _format(row: np.ndarray, labels: list[str], verbose: bool, top_k: int | None, rejection: str | None) -> Any:
+    """SageMaker's answer for one image. ``rejection`` is None when no reject option applies, ""
+    for an image answered, else the reason it was not: verbose answers then carry ``"rejected"``,
+    and a rejected one has ``"predicted_label": null`` and the ``"reason"``."""
+    order = np.arange(len(row)) if top_k is None else np.argsort(-row, kind="stable")[:top_k]
     if not verbose:
-        return [{"label": labels[i], "probability": float(row[i])} for i in order]
-    return {"probabilities": [float(row[i]) for i in order], "labels": [labels[i] for i in order],
-            "predicted_label": labels[int(order[0])]}
+        return row.tolist() if top_k is None else [{"label": labels[i], "probability": float(row[i])} for i in order]
+    answer = {"probabilities": [float(row[i]) for i in order], "labels": [labels[i] for i in order],
+              "predicted_label": None if rejection else labels[int(np.argmax(row))]}
+    if rejection is not None:
+        answer["rejected"] = bool(rejection)
+        if rejection:
+            answer["reason"] = rejection
+    return answer
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -340,7 +360,10 @@ _INVOCATIONS_DOC: dict[str, Any] = {
     "responses": {
         "200": {"description": "`Accept: application/json`: the class probabilities (a list per image); "
                                "`application/json;verbose`: {probabilities, labels, predicted_label}; with "
-                               "`top_k`: the k most probable classes. A JSON request gets one answer per instance."},
+                               "`top_k`: the k most probable classes. A JSON request gets one answer per instance. "
+                               "With a confidence threshold (`min_confidence` or the server's --min-confidence) "
+                               "the verbose answer adds `rejected` (and a rejected image's predicted_label is "
+                               "null) and the `X-Rejected` header lists true/false per image."},
         "400": {"description": "empty body, not an image, truncated image, invalid JSON or base64"},
         "406": {"description": "an Accept type other than application/json[;verbose]"},
         "413": {"description": "body over the limit (6 MB), more than 64 instances, or an image over the pixel limit"},

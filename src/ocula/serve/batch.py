@@ -34,7 +34,7 @@ from rich.text import Text
 
 from ocula.data.readers import IMAGE_EXTENSIONS, load_source
 from ocula.errors import DataError, Interrupted, UsageError
-from ocula.inference import Predictor, prediction_record
+from ocula.inference import Predictor, check_min_confidence, prediction_record
 from ocula.storage import RunDir
 
 FOLDER_FORMATS = frozenset({"class_folders", "split_folders"})  # load_source layouts that are "just a folder"
@@ -67,6 +67,7 @@ class BatchResult:
     peak_rss_mb: int = 0
     model: str = ""
     unit: str = "images"  # or "rows" (a tabular run)
+    rejected: int = 0  # lines written with "rejected": true (top probability below --min-confidence)
 
     def interrupted(self) -> Interrupted:
         """What Ctrl-C says: how much is safe on disk, and that the same command continues."""
@@ -93,6 +94,7 @@ def score(
     progress: bool = True,
     int8: bool = False,
     threads: int | None = None,
+    min_confidence: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Score every image of ``source`` with the model in ``run``, appending JSON Lines to ``out``.
@@ -111,17 +113,21 @@ def score(
 
     Sources are absolute local paths (or the manifest's URLs). ``out`` is continued, never
     overwritten: sources it already holds are skipped. Ctrl-C raises ``Interrupted`` once
-    the finished batches are on disk.
+    the finished batches are on disk. With ``min_confidence`` every line has ``rejected``, and a
+    rejected line has no ``label`` (see ``prediction_record``).
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     if top_k < 1:
         raise UsageError(f"top-k must be at least 1, got {top_k}")
+    check_min_confidence(min_confidence)
     out_path = Path(os.path.abspath(os.path.expanduser(os.fspath(out))))
     run_dir = RunDir.open(run, need=("card",))  # a wrong run path fails before any file is touched
     if run_dir.is_tabular():
         from ocula.serve.table_batch import score_table
 
+        if min_confidence is not None:
+            raise UsageError("--min-confidence applies to image runs; this is a table run")
         return score_table(run_dir, source, out_path, progress=progress)
     RunDir.open(run, need=("card", "weights"))
     items, kind = resolve_input(source)
@@ -144,16 +150,19 @@ def score(
         raise
     result.model = predictor.describe()
     labels, k = predictor.labels, min(top_k, len(predictor.labels))
+    gate = predictor.gate(min_confidence)
     began = time.perf_counter()
     try:
         with errors_path.open("w", encoding="utf-8") as errors, progress_bar(progress, len(todo)) as advance, \
                 closing(predictor.stream([item.source for item in todo], batch_size=batch_size)) as batches:
             for batch in batches:
                 if batch.positions:
-                    lines = (prediction_record(todo[i].source, row, labels, k, todo[i].true_label)
-                             for i, row in zip(batch.positions, batch.probabilities))  # type: ignore[arg-type]
+                    lines = [prediction_record(todo[i].source, row, labels, k, todo[i].true_label, gate, image)
+                             for i, row, image in zip(batch.positions, batch.probabilities,  # type: ignore[arg-type]
+                                                      batch.prepared)]
                     append(fd, "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8"), out_path,
                            result.written)
+                    result.rejected += sum(bool(line.get("rejected")) for line in lines)
                     result.written += len(batch.positions)
                 if batch.failed:
                     errors.write("".join(json.dumps({"source": todo[i].source, "reason": error.reason,

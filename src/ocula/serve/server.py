@@ -16,7 +16,7 @@ from typing import Any
 from ocula.errors import UsageError
 from ocula.serve.app import Settings, create_app
 from ocula.serve.capture import Capture
-from ocula.inference import MAX_PIXELS, Predictor, cpu_count
+from ocula.inference import MAX_PIXELS, Predictor, check_min_confidence, cpu_count
 from ocula.storage import RunDir
 
 ENV = "OCULA_SERVE"
@@ -34,6 +34,7 @@ class Options:
     capture_dir: str | None = None
     capture_percent: float = 100.0
     threads: int | None = None  # inference threads per worker; default cores / workers
+    min_confidence: float | None = None  # reject images whose top probability is below this
 
     def check(self) -> None:
         if self.max_batch < 1:
@@ -42,6 +43,7 @@ class Options:
             raise UsageError(f"--max-delay-ms {self.max_delay_ms:g} must not be negative")
         if self.max_body_mb <= 0 or self.max_megapixels <= 0:
             raise UsageError("--max-body-mb and --max-megapixels must be positive")
+        check_min_confidence(self.min_confidence)
 
 
 def build_app(options: Options, *, log=None):
@@ -50,12 +52,15 @@ def build_app(options: Options, *, log=None):
     if tabular is not None:
         from ocula.serve.tabular import create_tabular_app
 
+        if options.min_confidence is not None:
+            raise UsageError("--min-confidence applies to image runs; this is a table run")
         return create_tabular_app(tabular, Settings(max_body_bytes=int(options.max_body_mb * 2**20)))
     predictor = Predictor.from_run(options.run, backend=options.backend, int8=options.int8, threads=options.threads,
                                    max_pixels=int(options.max_megapixels * 1e6), log=log)
     capture = Capture(options.capture_dir, options.capture_percent) if options.capture_dir else None
     settings = Settings(max_batch=options.max_batch, max_delay_ms=options.max_delay_ms,
-                        max_body_bytes=int(options.max_body_mb * 2**20), capture=capture)
+                        max_body_bytes=int(options.max_body_mb * 2**20), capture=capture,
+                        min_confidence=options.min_confidence)
     return create_app(predictor, settings)
 
 

@@ -25,6 +25,7 @@ from ocula.config import TrainConfig, parse_duration
 from ocula.data import DataSource, audit, load_source, stratified_split
 from ocula.data.augment import get_policy, mix_batch, random_erasing
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
+from ocula.data.stats import image_stats, typical_ranges
 from ocula.errors import DataError, Interrupted, UsageError
 from ocula.models import (
     OFFLINE_WEIGHTS, ModelCard, Preprocessing, configure, create_model, features_and_head, load_torch_file,
@@ -198,6 +199,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         pre, labels=classes, arch=cfg.model, mode=cfg.mode, pretrained=weights_from,
         metrics={k: v for k, v in best.items() if k != "epoch"},
     )
+    card.image_ranges = typical_ranges([image_stats(cache.load(digest)) for digest in train_split.digests])
     card.to_json(run.card)
     calibration = _calibrate(run, card, val_split, log) if cfg.calibrate == "temperature" else {"method": "none"}
     wall = time.perf_counter() - began

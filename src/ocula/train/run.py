@@ -10,7 +10,7 @@ from typing import Any
 
 from ocula.config import TrainConfig
 from ocula.models import ModelCard
-from ocula.inference import Prediction, Predictor
+from ocula.inference import Prediction, Predictor, check_min_confidence
 from ocula.storage import RunDir, read_json, read_yaml
 
 
@@ -50,7 +50,9 @@ class Run:
         """The run's model: ONNX Runtime when it has been exported, else PyTorch (no export for a few images)."""
         return Predictor.from_run(self.path, export=False)
 
-    def predict(self, images: Sequence[str], top_k: int = 5) -> list[Prediction]:
+    def predict(self, images: Sequence[str], top_k: int = 5, min_confidence: float | None = None) -> list[Prediction]:
         """Top-k (label, probability) pairs for each image path, in order; an unusable file is a
-        ``Prediction`` whose ``error`` says why, and the others are still scored."""
-        return self.predictor.predict(images, top_k)
+        ``Prediction`` whose ``error`` says why, and the others are still scored. An image whose top
+        probability is below ``min_confidence`` is ``rejected`` (its ``label`` is None)."""
+        check_min_confidence(min_confidence, "min_confidence")  # before the model loads
+        return self.predictor.predict(images, top_k, min_confidence)
