@@ -118,9 +118,9 @@ def selective(labels: np.ndarray, probs: np.ndarray, target: float = TARGET_ACCU
     """Selective prediction: answer only when the top probability reaches a threshold.
 
     Returns the accuracy-against-coverage curve (``points`` thresholds at even coverage steps),
-    the rows of ``THRESHOLDS``, and the lowest threshold (rounded up to 3 decimals: what a user
-    passes as ``--min-confidence``) whose answered images reach ``target`` accuracy, with the
-    coverage it keeps; ``threshold`` is None when no threshold reaches it.
+    the rows of ``THRESHOLDS``, and the lowest threshold (short: what a user passes as
+    ``--min-confidence``) whose answered images reach ``target`` accuracy, with the coverage it
+    keeps; ``threshold`` is None when no threshold reaches it.
     """
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
@@ -137,9 +137,16 @@ def selective(labels: np.ndarray, probs: np.ndarray, target: float = TARGET_ACCU
                     for i in steps]
     reaching = ends[running[ends] >= target]
     if len(reaching):
-        threshold = 0.0 if reaching[-1] == len(order) - 1 else round(float(np.ceil(ranked[reaching[-1]] * 1000)) / 1000, 3)
+        last = reaching[-1]
+        threshold = 0.0 if last == len(order) - 1 else _short(float(ranked[last]), confidence, last + 1)
         out.update(_answered(confidence, correct, threshold))
     return out
+
+
+def _short(value: float, confidence: np.ndarray, answered: int) -> float:
+    """``value`` to 3 decimals (rounded down) when that answers the same images, else to 6."""
+    shorter = float(np.floor(value * 1000) / 1000)
+    return shorter if int(np.sum(confidence >= shorter)) == answered else float(np.floor(value * 1e6) / 1e6)
 
 
 def selective_sentence(result: dict[str, Any], images: str = "photos") -> str:
