@@ -136,7 +136,8 @@ def _selective(result: dict[str, Any] | None, png: bytes | None) -> str:
     return _section("selective", "Answer only when confident",
                     f"<p>{escape(selective_sentence(result))}.</p><p>With <code>--min-confidence P</code>, "
                     "<code>serve</code>, <code>batch</code> and <code>predict</code> answer no label (\"rejected\") "
-                    "for an image whose top probability is below P. The curve shows the accuracy of the images "
+                    "for an image whose top probability is below P, or that is unlike every training photo (blank, "
+                    "noise, far darker or blurrier). The curve shows the accuracy of the images "
                     "still answered against their share; <code>ocula evaluate --target-accuracy</code> picks "
                     "another target. A threshold chosen on these images flatters them a little: choose it on "
                     "validation, check it on test.</p>"
