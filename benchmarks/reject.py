@@ -96,8 +96,8 @@ def main() -> None:
     ranges_from = "the card"
     if not ranges:
         train = [row[0] for row in json.loads((args.run / "split.json").read_text())["train"]]
-        arrays = [batch.prepared for batch in predictor.stream(train, score=False)]
-        ranges = typical_ranges([image_stats(p.array) for batch in arrays for p in batch])
+        ranges = typical_ranges([image_stats(p.array) for batch in predictor.stream(train, score=False)
+                                 for p in batch.prepared])  # statistics per batch: no pixels kept
         ranges_from = f"computed here from the {len(train)} training images (the card predates image_ranges)"
     source = load_source(args.data)
     index = {name: i for i, name in enumerate(predictor.labels)}
