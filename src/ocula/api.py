@@ -36,10 +36,11 @@ automl = _entry("ocula.tabular.job", "automl")
 
 
 def predict(run: str | os.PathLike[str], images: Sequence[str], top_k: int = 5,
-            min_confidence: float | None = None) -> list[Any]:
+            min_confidence: float | None = None, tta: bool = False) -> list[Any]:
     """The top-k (label, probability) pairs of each image file, as ``Prediction``s in order; an
     unusable file's ``Prediction`` has no labels and says why in ``error``; one whose top
-    probability is below ``min_confidence`` is ``rejected`` and its ``label`` is None."""
+    probability is below ``min_confidence`` is ``rejected`` and its ``label`` is None. ``tta``:
+    average four views of each image (centre, mirrored, two corner crops): slower, often better."""
     from ocula.train.run import Run
 
-    return Run(run).predict(images, top_k=top_k, min_confidence=min_confidence)
+    return Run(run).predict(images, top_k=top_k, min_confidence=min_confidence, tta=tta)

@@ -156,3 +156,71 @@ def test_monitor_and_int8_score_through_the_predictor(setup, tmp_path):
     labels = [int(row[1]) for row in split["val"] if row[0] != str(damaged)]
     reference = np.mean([int(setup["expected"][p].argmax()) == y for p, y in zip(val, labels)])
     assert int8["validation_images"] == len(val) and int8["accuracy_fp32"] == pytest.approx(reference, abs=1e-4)
+
+
+def _four_views(reference: Predictor, path: str) -> np.ndarray:
+    """--tta by hand: the mean probabilities of the centre crop, its mirror image and the top-left and
+    bottom-right crops of the resized image, sliced here without the predictor's view code."""
+    array = reference.prepare(Path(path).read_bytes()).array
+    size, (height, width) = reference.card.input_size, array.shape[:2]
+    top, left = round((height - size) / 2), round((width - size) / 2)
+    crops = [array[top:top + size, left:left + size], array[top:top + size, left:left + size][:, ::-1],
+             array[:size, :size], array[height - size:, width - size:]]
+    return reference.probabilities(np.stack([np.ascontiguousarray(c.transpose(2, 0, 1)) for c in crops])).mean(0)
+
+
+def _wide_copies(setup, root: Path) -> Path:
+    """The holdout's good images, widened to 3:2 with noise on the right, so that the corner crops
+    (and the mirror image) really differ from the centre crop: the class folders stay the same."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    for path in setup["images"]:
+        if path == setup["bad"]:
+            continue
+        image = np.asarray(Image.open(path).convert("RGB"))
+        height, width = image.shape[:2]
+        wide = np.concatenate([image, rng.integers(0, 90, (height, width // 2, 3), dtype=np.uint8)], axis=1)
+        target = root / Path(path).parent.name / Path(path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(wide).save(target)
+    return root
+
+
+def test_tta_averages_four_views_in_predict_batch_evaluate_and_the_api(setup, tmp_path):
+    run = setup["run"]
+    holdout = _wide_copies(setup, tmp_path / "wide")
+    good = [str(p) for p in sorted(holdout.rglob("*.png"))]
+    reference = Predictor.from_run(run.path, backend="torch")
+    expected = {path: _four_views(reference, path) for path in good}
+    single = {path: reference.probabilities(reference.crop(reference.prepare(Path(path).read_bytes()))[None])[0]
+              for path in good}
+    assert max(np.abs(expected[p] - single[p]).max() for p in good) > 1e-3, "the views should matter"
+
+    out = tmp_path / "tta.jsonl"
+    result = run_cli("batch", str(run.path), str(holdout), "--out", str(out), "--top-k", "3", "--tta")
+    assert result.returncode == 0, result.stderr
+    assert "test-time augmentation: 4 views" in result.stdout + result.stderr
+    records = _lines(out)
+    assert sorted(r["source"] for r in records) == good
+    for record in records:
+        for label, probability in record["top_k"]:
+            assert abs(probability - expected[record["source"]][setup["labels"].index(label)]) <= TOLERANCE
+
+    result = run_cli("evaluate", str(run.path), str(holdout), "--tta", "--quiet")
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.strip()).parent
+    assert folder.name.endswith("-tta")  # never overwrites the plain evaluation
+    evaluation = read_json(folder / "metrics.json")
+    assert evaluation["tta"] == ["centre", "mirrored", "top-left", "bottom-right"]
+    for record in _lines(folder / "predictions.jsonl"):
+        assert abs(record["probability"] - expected[record["source"]].max()) <= TOLERANCE
+
+    result = run_cli("predict", str(run.path), good[0], "--tta", "--top-k", "3")
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.splitlines()[1:]:
+        probability, label = line.split()
+        assert abs(float(probability) - expected[good[0]][setup["labels"].index(label)]) <= TOLERANCE
+    for prediction in ocula.predict(run.path, good, top_k=3, tta=True):
+        for label, probability in prediction.ranked:
+            assert abs(probability - expected[prediction.source][setup["labels"].index(label)]) <= TOLERANCE

@@ -141,3 +141,13 @@ def test_ocula_batch_scores_a_table_row_by_row_and_continues(run, tmp_path):
     assert errors == [{"row": 7, "reason": "schema_error", "column": "tenure", "detail": errors[0]["detail"]}]
     again = run_cli("batch", str(path), str(tmp_path / "rows.csv"), "--out", str(out))
     assert "already done: 29" in again.stdout and "written: 0" in again.stdout
+
+
+@pytest.mark.parametrize("option", [["--tta"], ["--min-confidence", "0.5"]])
+def test_image_only_options_on_a_table_run_exit_2_with_one_line(run, tmp_path, option):
+    path, frame = run
+    frame.drop(columns=["churned"]).head(3).to_csv(tmp_path / "rows.csv", index=False)
+    result = run_cli("batch", str(path), str(tmp_path / "rows.csv"), "--out", str(tmp_path / "p.jsonl"), *option)
+    assert result.returncode == 2
+    assert f"{option[0]} applies to image runs" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "p.jsonl").exists()

@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from ocula.cli import TTA_HELP
+
 Opt = typer.Option
 SHOWN_BAD = 20  # bad files listed in the summary; the errors file has them all
 
@@ -24,6 +26,7 @@ def batch(
     min_confidence: Annotated[Optional[float], Opt(
         help="Mark an image whose top probability is below this, or that is unlike every training photo (blank, "
              "noise; 0 marks only those), \"rejected\": true, with a null label and the reason.")] = None,
+    tta: Annotated[bool, Opt("--tta", help=TTA_HELP + " Images only.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar; print only the output path.")] = False,
 ) -> None:
     """Score every image into one {"source", "label", "probability", "prediction"} line each (a tabular
@@ -37,7 +40,7 @@ def batch(
     from ocula.serve.batch import score
 
     result = score(run, input, out, backend=backend, batch_size=batch_size, top_k=top_k, progress=not quiet,
-                   min_confidence=min_confidence, log=(lambda message: None) if quiet else None)
+                   min_confidence=min_confidence, tta=tta, log=(lambda message: None) if quiet else None)
     if not quiet:
         print(f"input: {input} read as {result.input}, {result.total} {result.unit}")
         print(f"model: {result.model}")

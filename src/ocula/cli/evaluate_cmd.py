@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ocula.cli import TTA_HELP
+
 Opt = typer.Option
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -37,6 +39,7 @@ def evaluate(
     backend: Annotated[str, Opt(help="auto (ONNX Runtime, exporting once if needed), onnx or torch.")] = "auto",
     target_accuracy: Annotated[float, Opt(help="The report names the --min-confidence that keeps this accuracy on the "
                                                "images answered, and the share it answers.")] = 0.95,
+    tta: Annotated[bool, Opt("--tta", help=TTA_HELP + " Default folder RUN/evaluations/<split>[-<shift>]-tta.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the report path.")] = False,
 ) -> None:
     """Where and why a classifier fails: metrics, confusion, confident mistakes, diagnosis, shift.
@@ -47,7 +50,7 @@ def evaluate(
 
     result = run_evaluation(run, data, split=split, top_k=top_k, shift=shift, out=out, label_level=label_level,
                             shift_images=shift_images, seed=seed, backend=backend,
-                            target_accuracy=target_accuracy, quiet=quiet)
+                            target_accuracy=target_accuracy, tta=tta, quiet=quiet)
     print(result.html)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ocula.cli import automl_cmd, batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd, tune_cmd
+from ocula.cli import TTA_HELP, automl_cmd, batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd, tune_cmd
 from ocula.errors import DataError, OculaError
 
 app = typer.Typer(
@@ -83,12 +83,13 @@ def predict(
     min_confidence: Annotated[Optional[float], Opt(
         help="Reject (answer no label for) an image whose top probability is below this, or that is unlike "
              "every training photo; `ocula evaluate` names the value that keeps a target accuracy.")] = None,
+    tta: Annotated[bool, Opt("--tta", help=TTA_HELP)] = False,
 ) -> None:
     """Print the top-k labels with probabilities for each image; an unusable file is listed and skipped."""
     from ocula.api import predict as run_predict
     from ocula.inference import check_min_confidence
 
-    predictions = run_predict(run, images, top_k=top_k, min_confidence=check_min_confidence(min_confidence))
+    predictions = run_predict(run, images, top_k=top_k, min_confidence=check_min_confidence(min_confidence), tta=tta)
     for prediction in predictions:
         print(prediction.source)
         if prediction.error is not None:

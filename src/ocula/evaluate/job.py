@@ -78,6 +78,7 @@ def evaluate(
     seed: int = 0,
     backend: str = "auto",
     target_accuracy: float = TARGET_ACCURACY,
+    tta: bool = False,
     quiet: bool = False,
 ) -> Evaluation:
     """Evaluate the model in ``run`` on ``data``; write the report to ``out``.
@@ -86,6 +87,8 @@ def evaluate(
     of class folders is evaluated whole. The default ``out`` is ``RUN/evaluations/<split>``.
     ``backend``: ``auto`` (ONNX Runtime, exporting the model once if needed), ``onnx`` or ``torch``.
     ``target_accuracy``: the report names the confidence threshold that keeps it (selective prediction).
+    ``tta``: score every image (and every corrupted image) as the average of four views
+    (``Predictor.with_tta``); the default ``out`` then ends in ``-tta``.
     """
     if not 0.0 < target_accuracy <= 1.0:
         raise UsageError(f"--target-accuracy {target_accuracy:g} is not an accuracy: give a value in (0, 1]",
@@ -99,12 +102,12 @@ def evaluate(
     samples, used = _pick(source, split, str(data))
     log = RunLog(quiet=quiet)
     # No pixel limit: an evaluation reads the user's own files, one decoded image at a time per thread.
-    predictor = Predictor.from_run(run_dir.path, backend=backend, max_pixels=None, log=log.line)
+    predictor = Predictor.from_run(run_dir.path, backend=backend, max_pixels=None, tta=tta, log=log.line)
     index = {name: i for i, name in enumerate(predictor.labels)}
     known = [(s.path, index[s.label]) for s in samples if s.label in index]
     skipped = [{"path": s.path, "reason": f"class {s.label!r} is not one the model was trained on"}
                for s in samples if s.label not in index]
-    target = Path(out) if out is not None else run_dir.path / "evaluations" / (used + (f"-{shift}" if shift else ""))
+    target = Path(out) if out is not None else run_dir.path / "evaluations" / (used + (f"-{shift}" if shift else "") + ("-tta" if tta else ""))
     log.line(f"evaluating {run_dir.path} on {len(known)} images ({used} split of {data})")
     return assess(predictor, known, run_dir=run_dir, out=target, data=str(data), split=used, top_k=top_k,
                   shift=shift, shift_images=shift_images, seed=seed, skipped=skipped, log=log,
@@ -168,7 +171,7 @@ def assess(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"arch": card.arch, "mode": card.mode, "image_size": card.input_size,
                   "pretrained": str(config.get("pretrained", ""))},
-        "engine": predictor.describe(),
+        "engine": predictor.describe(), "tta": [view.name for view in predictor.views] if predictor.tta else None,
         "throughput": {"images": len(scored.labels), "seconds": round(seconds, 2),
                        "images_per_second": round(len(scored.labels) / seconds, 1) if seconds else 0.0,
                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},

@@ -97,7 +97,9 @@ def _headline(report: dict[str, Any]) -> str:
                    for k, v in cards)
     meta = (f"run <code>{escape(report['run'])}</code> &middot; data <code>{escape(report['data'])}</code> "
             f"({escape(report['split'])}) &middot; {escape(model['arch'])}, mode {escape(model['mode'])}, "
-            f"{model['image_size']} px &middot; {len(s['classes'])} classes &middot; {escape(report['created'])}")
+            f"{model['image_size']} px &middot; {len(s['classes'])} classes"
+            + (f" &middot; test-time augmentation: {len(report['tta'])} views ({escape(', '.join(report['tta']))})"
+               if report.get("tta") else "") + f" &middot; {escape(report['created'])}")
     return f'<header><h1>{escape(report["title"])}</h1><p class="meta">{meta}</p><div class="cards">{html}</div></header>'
 
 

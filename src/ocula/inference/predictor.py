@@ -7,6 +7,10 @@ int8 check. It decodes with the very function that filled the training cache
 validation saw. ``stream`` is the only loop that reads, decodes and scores files: decoding runs
 in threads a bounded number of batches ahead of the engine, so memory holds a few batches of
 pixels whatever the number of images, and an unusable file is reported, never raised.
+
+With ``tta`` (test-time augmentation) every image is scored as ``TTA_VIEWS`` (the centre crop,
+its mirror image and two corner crops of the same resized image) and the probabilities averaged:
+four times the engine's work for a point or so of accuracy (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -39,6 +43,20 @@ MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo passes; a 50-megapixel one
 INT8_NAME = "model.int8.onnx"
 BATCH_SIZE = 16  # ONNX Runtime alone: 115 / 123 / 121 img/s at 8 / 16 / 32 on 2 cores, memory grows with it
 PREFETCH = 2  # batches decoding ahead of the engine
+
+
+@dataclass(frozen=True)
+class View:
+    """One test-time view of a resized image: where the crop sits (fraction of the spare rows,
+    of the spare columns) and whether it is mirrored left to right."""
+
+    name: str
+    at: tuple[float, float]
+    mirrored: bool = False
+
+
+TTA_VIEWS = (View("centre", (0.5, 0.5)), View("mirrored", (0.5, 0.5), mirrored=True),
+             View("top-left", (0.0, 0.0)), View("bottom-right", (1.0, 1.0)))
 
 
 @dataclass(frozen=True)
@@ -116,18 +134,20 @@ class Gate:
 class Predictor:
     """A run's model card and an engine; decodes and scores images the way validation did."""
 
-    def __init__(self, card: ModelCard, engine: Engine, *, max_pixels: int | None = MAX_PIXELS) -> None:
+    def __init__(self, card: ModelCard, engine: Engine, *, max_pixels: int | None = MAX_PIXELS,
+                 tta: bool = False) -> None:
         self.card = card
         self.engine = engine
         self.labels: list[str] = list(card.labels)
         self.preprocessing = card.preprocessing
         self.max_pixels = max_pixels
+        self.views = TTA_VIEWS if tta else TTA_VIEWS[:1]
 
     @classmethod
     def from_run(cls, run: str | os.PathLike[str], *, backend: str = "auto", int8: bool = False,
                  threads: int | None = None, max_pixels: int | None = MAX_PIXELS, export: bool = True,
-                 log: Callable[[str], None] | None = None) -> Predictor:
-        """The run's model on ``backend``: ``onnx`` runs ``model/model.onnx``, ``torch`` the weights,
+                 tta: bool = False, log: Callable[[str], None] | None = None) -> Predictor:
+        """The run's model on ``backend`` (``tta``: scored as ``TTA_VIEWS``, averaged): ``onnx`` runs ``model/model.onnx``, ``torch`` the weights,
         ``auto`` ONNX Runtime with PyTorch as the fallback. A missing or stale export (older than the
         weights) is made now when ``export`` (a long job: serve, batch, evaluate) and left to PyTorch
         otherwise (a few images: ``predict``). ``int8`` needs ``ocula export --int8``."""
@@ -144,11 +164,11 @@ class Predictor:
             if not _fresh(path, run_dir.weights, card.temperature, key="int8"):
                 raise UsageError(f"{path} is older than the run's weights or calibration",
                                  hint=f"run `ocula export {run} --int8` again")
-            return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels)
+            return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels, tta=tta)
         path = run_dir.model_dir / "model.onnx"
         fresh = _fresh(path, run_dir.weights, card.temperature)
         if backend == "torch" or (backend == "auto" and not export and not fresh):
-            return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels)
+            return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels, tta=tta)
         if not fresh:
             from ocula.inference.export import ExportError, export as export_onnx
 
@@ -159,8 +179,8 @@ class Predictor:
                 if backend == "onnx":
                     raise
                 say(f"ONNX export failed ({error}); running with PyTorch")
-                return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels)
-        return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels)
+                return cls(card, TorchEngine.load(card, run_dir.weights, threads=threads), max_pixels=max_pixels, tta=tta)
+        return cls(card, OnnxEngine(path, threads=threads), max_pixels=max_pixels, tta=tta)
 
     @property
     def backend(self) -> str:
@@ -172,9 +192,20 @@ class Predictor:
             return None
         return Gate(float(min_confidence), self.card.image_ranges)
 
+    @property
+    def tta(self) -> bool:
+        return len(self.views) > 1
+
+    def with_tta(self, tta: bool) -> Predictor:
+        """This model with test-time augmentation on or off (the engine is shared)."""
+        if tta == self.tta:
+            return self
+        return Predictor(self.card, self.engine, max_pixels=self.max_pixels, tta=tta)
+
     def describe(self) -> str:
+        views = f", test-time augmentation: {len(self.views)} views" if self.tta else ""
         return f"{self.engine.name} ({self.engine.source.name}), {len(self.labels)} classes, " \
-               f"input {self.card.input_size}px"
+               f"input {self.card.input_size}px{views}"
 
     # -- one image -------------------------------------------------------------------------------
 
@@ -205,12 +236,21 @@ class Predictor:
     # -- batches ---------------------------------------------------------------------------------
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """uint8 N x 3 x S x S (already cropped) -> float32 N x classes."""
+        """uint8 N x 3 x S x S (already cropped) -> float32 N x classes (one view: no TTA)."""
         return self.engine(images)
 
     def probabilities_of(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Decoded, resized HWC arrays (a corruption's output, say) -> probabilities."""
-        return self.engine(np.stack([self.crop(array) for array in arrays]))
+        return self._score(np.stack([self.crop(array) for array in arrays]), arrays)
+
+    def _score(self, images: np.ndarray, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """The centre crops ``images`` of the resized ``arrays`` -> probabilities, averaged over
+        the test-time views when there are several."""
+        total = self.engine(images)
+        for view in self.views[1:]:
+            crops = [self.preprocessing.crop(array, view.at) for array in arrays]
+            total = total + self.engine(np.stack([c[:, :, ::-1] if view.mirrored else c for c in crops]))
+        return total / len(self.views) if self.tta else total
 
     def stream(self, sources: Sequence[str], *, batch_size: int = BATCH_SIZE, score: bool = True,
                pool: ThreadPoolExecutor | None = None) -> Iterator[Batch]:
@@ -230,8 +270,8 @@ class Predictor:
                 if following is not None:
                     pending.append(pool.submit(self._load, sources, following))
                 if score:
-                    batch.probabilities = (self.engine(batch.images) if batch.positions
-                                           else np.zeros((0, len(self.labels)), np.float32))
+                    batch.probabilities = (self._score(batch.images, [p.array for p in batch.prepared])
+                                           if batch.positions else np.zeros((0, len(self.labels)), np.float32))
                 yield batch
         finally:
             if own:

@@ -75,17 +75,18 @@ class Preprocessing:
             f"normalise mean={_fmt(self.mean)} std={_fmt(self.std)}"
         )
 
-    def crop(self, array: np.ndarray) -> np.ndarray:
+    def crop(self, array: np.ndarray, at: tuple[float, float] = (0.5, 0.5)) -> np.ndarray:
         """A decoded HWC uint8 array at ``resize_short_side`` -> the CHW uint8 input (a view).
 
-        The centre crop with torchvision's anchor (``round((h - size) / 2)``), so it is the
-        same slice ``transforms.v2.CenterCrop`` takes.
+        ``at`` places the crop (fraction of the spare rows, of the spare columns): the default is
+        the centre crop with torchvision's anchor (``round((h - size) / 2)``), the same slice
+        ``transforms.v2.CenterCrop`` takes; (0, 0) is the top-left corner.
         """
         size = self.input_size
         height, width = array.shape[:2]
         if height < size or width < size:
             raise ValueError(f"crop expects at least {size}x{size} pixels, got {width}x{height}")
-        top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+        top, left = int(round((height - size) * at[0])), int(round((width - size) * at[1]))
         return array[top:top + size, left:left + size].transpose(2, 0, 1)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

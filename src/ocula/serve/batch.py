@@ -95,6 +95,7 @@ def score(
     int8: bool = False,
     threads: int | None = None,
     min_confidence: float | None = None,
+    tta: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Score every image of ``source`` with the model in ``run``, appending JSON Lines to ``out``.
@@ -114,7 +115,8 @@ def score(
     Sources are absolute local paths (or the manifest's URLs). ``out`` is continued, never
     overwritten: sources it already holds are skipped. Ctrl-C raises ``Interrupted`` once
     the finished batches are on disk. With ``min_confidence`` every line has ``rejected``, and a
-    rejected line has no ``label`` (see ``prediction_record``).
+    rejected line has no ``label`` (see ``prediction_record``). ``tta`` averages four views of
+    each image (``Predictor.with_tta``): four times the model's work.
     """
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
@@ -126,8 +128,9 @@ def score(
     if run_dir.is_tabular():
         from ocula.serve.table_batch import score_table
 
-        if min_confidence is not None:
-            raise UsageError("--min-confidence applies to image runs; this is a table run")
+        if min_confidence is not None or tta:
+            raise UsageError(f"{'--min-confidence' if min_confidence is not None else '--tta'} applies to image runs; "
+                             "this is a table run")
         return score_table(run_dir, source, out_path, progress=progress)
     RunDir.open(run, need=("card", "weights"))
     items, kind = resolve_input(source)
@@ -144,7 +147,7 @@ def score(
         return result
     fd = open_output(out_path)
     try:
-        predictor = Predictor.from_run(run, backend=backend, int8=int8, threads=threads, log=log)
+        predictor = Predictor.from_run(run, backend=backend, int8=int8, threads=threads, tta=tta, log=log)
     except BaseException:
         os.close(fd)
         raise

@@ -50,9 +50,11 @@ class Run:
         """The run's model: ONNX Runtime when it has been exported, else PyTorch (no export for a few images)."""
         return Predictor.from_run(self.path, export=False)
 
-    def predict(self, images: Sequence[str], top_k: int = 5, min_confidence: float | None = None) -> list[Prediction]:
+    def predict(self, images: Sequence[str], top_k: int = 5, min_confidence: float | None = None,
+                tta: bool = False) -> list[Prediction]:
         """Top-k (label, probability) pairs for each image path, in order; an unusable file is a
         ``Prediction`` whose ``error`` says why, and the others are still scored. An image whose top
-        probability is below ``min_confidence`` is ``rejected`` (its ``label`` is None)."""
+        probability is below ``min_confidence`` is ``rejected`` (its ``label`` is None). ``tta``:
+        average the probabilities of four views of each image (``Predictor.with_tta``)."""
         check_min_confidence(min_confidence, "min_confidence")  # before the model loads
-        return self.predictor.predict(images, top_k, min_confidence)
+        return self.predictor.with_tta(tta).predict(images, top_k, min_confidence)
