@@ -119,6 +119,7 @@ def test_evaluate_writes_report_metrics_and_shift(trained, tmp_path):
     assert report["throughput"]["images_per_second"] > 0 and report["throughput"]["peak_rss_mb"] > 0
     html = result.html.read_text()
     assert "broken.jpg" in html and "robustness" in html
+    assert "How far to trust this estimate" in html and "ImageNet-C" in html  # the estimate's measured error
     plots = {p.name for p in (tmp_path / "ev" / "plots").glob("*.png")}
     assert plots >= {"confusion.png", "reliability.png", "learning_curves.png", "robustness.png"}
     # Same seed, same corrupted images, same figures.
