@@ -17,7 +17,7 @@ from ocula.errors import ConfigError, unknown
 MODES_HELP = "head, finetune, full or last-N (for example last-2)"
 IMBALANCE_CHOICES = ("auto", "weights", "sampler", "none")
 MIX_CHOICES = ("none", "mixup", "cutmix")
-CALIBRATE_CHOICES = ("temperature", "none")
+CALIBRATE_CHOICES = ("phone", "temperature", "none")
 LABEL_LEVELS = ("fine", "coarse")
 
 
@@ -66,7 +66,7 @@ class TrainConfig:
     imbalance: str = "auto"
     imbalance_threshold: float = 3.0
     top_k: int = 5
-    calibrate: str = "temperature"
+    calibrate: str = "phone"
     seed: int = 0
     threads: int | None = None
     out: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocula.data.corruptions import SEVERITIES, corrupt, corruption_names, describe
+from ocula.data.corruptions import MILD, SEVERITIES, corrupt, corruption_names, describe, mild_copies
 from ocula.errors import UsageError
 
 
@@ -53,3 +53,16 @@ def test_unknown_corruption_suggests_a_name(photo):
     with pytest.raises(UsageError, match="did you mean 'motion_blur'"):
         corrupt(photo, "motion_blr", 1, 0)
     assert {row["corruption"] for row in describe()} == set(corruption_names())
+
+
+def test_mild_copies_go_round_every_mild_pair_and_repeat(photo):
+    assert len(MILD) == 2 * len(corruption_names()) and {s for _, s in MILD} == {1, 2}
+    seen = set()
+    for position in range(len(MILD)):
+        copies = mild_copies(photo, position, 3)
+        assert len(copies) == 3 and all(c.shape == photo.shape and c.dtype == np.uint8 for c in copies)
+        seen.update(MILD[(position * 3 + j) % len(MILD)] for j in range(3))
+    assert seen == set(MILD)  # a set of images covers every pair
+    again = mild_copies(photo, 5, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(again, mild_copies(photo, 5, 3)))
+    assert mild_copies(photo, 5, 3)[0].tobytes() != photo.tobytes()

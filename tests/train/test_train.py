@@ -111,7 +111,10 @@ def test_training_calibrates_the_probabilities_on_validation(tmp_path, make_data
     run = ocula.train(data, mode="head", epochs=3, val_fraction=0.3, out=str(tmp_path / "run"),
                       runs_root=str(tmp_path), **SMALL)
     fitted = run.metrics["calibration"]
-    assert fitted["method"] == "temperature" and fitted["fitted_on"] == "the validation split (24 images)"
+    # --calibrate phone (the default): the 24 validation images and 20 corrupted copies of each
+    # (3000 // 24 copies, at most the 20 mild corruption/severity pairs).
+    assert fitted["method"] == "temperature"
+    assert fitted["fitted_on"] == "the validation split (24 images) and 480 copies under mild phone-photo corruptions"
     assert run.card.temperature != 1.0 and fitted["temperature"] == pytest.approx(run.card.temperature, abs=1e-4)
     assert fitted["log_loss_after"] <= fitted["log_loss_before"]
     # The validation report scores through the calibrated card: its ECE is the one measured after fitting.
@@ -121,6 +124,11 @@ def test_training_calibrates_the_probabilities_on_validation(tmp_path, make_data
     assert f"temperature of {run.card.temperature:.3f}" in (run.path / "report.html").read_text()
     assert f"calibration: temperature {run.card.temperature:.3f} fitted on 24 validation images" in \
         (run.path / "log.txt").read_text()
+
+    clean = ocula.train(data, mode="head", epochs=3, val_fraction=0.3, calibrate="temperature",
+                        out=str(tmp_path / "clean"), runs_root=str(tmp_path), **SMALL)
+    assert clean.metrics["calibration"]["fitted_on"] == "the validation split (24 images)"
+    assert clean.card.temperature != run.card.temperature  # the corrupted copies moved the fit
 
     plain = ocula.train(data, mode="head", epochs=3, val_fraction=0.3, calibrate="none", out=str(tmp_path / "plain"),
                         runs_root=str(tmp_path), **SMALL)

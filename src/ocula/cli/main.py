@@ -63,7 +63,7 @@ def train(
     patience: Annotated[Optional[int], Opt(help="Early stopping: epochs without a better validation accuracy. Default 5.")] = None,
     imbalance: Annotated[Optional[str], Opt(help="auto, weights, sampler or none. auto weights the loss when classes are imbalanced.")] = None,
     top_k: Annotated[Optional[int], Opt(help="k of the top-k accuracy. Default 5.")] = None,
-    calibrate: Annotated[Optional[str], Opt(help="temperature: fit a temperature on the validation images so probabilities match accuracy (default); none: leave them as trained.")] = None,
+    calibrate: Annotated[Optional[str], Opt(help="phone (default): fit a temperature, so that probabilities match accuracy, on the validation images and copies of them under mild phone-photo corruptions (holds on photos a little unlike validation); temperature: on the validation images alone; none: leave them as trained.")] = None,
     runs_root: Annotated[Optional[str], Opt(help="Folder of runs and of the run index. Default runs.")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the run directory.")] = False,
 ) -> None:

@@ -67,6 +67,17 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarra
     return (out.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
+# The mild end of the suite: what calibration fits on besides the clean validation photos.
+MILD = tuple((name, severity) for name in CORRUPTIONS for severity in (1, 2))
+
+
+def mild_copies(image: np.ndarray, position: int, copies: int) -> list[np.ndarray]:
+    """``copies`` versions of the image at ``position`` of a set, each under another (corruption,
+    severity 1 or 2) of ``MILD``; as ``position`` advances the pairs go round, so a set of images
+    covers every pair about equally. Seeded by ``position``: the same set gives the same copies."""
+    return [corrupt(image, *MILD[(position * copies + j) % len(MILD)], seed=position) for j in range(copies)]
+
+
 def _exposure(x: torch.Tensor, stops: float, scale: float, rng: np.random.Generator) -> torch.Tensor:
     return x * 2 ** (stops / 2.2)  # a gain in linear light, applied to sRGB (gamma ~2.2)
 

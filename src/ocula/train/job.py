@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 from ocula.config import TrainConfig, parse_duration
 from ocula.data import DataSource, audit, load_source, stratified_split
 from ocula.data.augment import get_policy, mix_batch, random_erasing
+from ocula.data.corruptions import MILD, mild_copies
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
 from ocula.data.stats import image_stats, typical_ranges
 from ocula.errors import DataError, Interrupted, UsageError
@@ -52,6 +53,7 @@ DEFAULT_EPOCHS = {"head": 10, "finetune": 5, "last": 8, "full": 30}
 MAX_EXTRA_VIEWS = 2  # grocery, 10 head epochs: 3 views 0.733 in 110 s, 5 views 0.750 in 211 s (BENCHMARKS.md)
 FEATURE_BATCH = 64
 MIN_CALIBRATION_IMAGES = 20  # fewer validation images than this cannot pin down even one temperature
+SHIFTED_IMAGES = 3000  # corrupted validation copies scored for --calibrate phone (2 to 20 per image)
 RANGE_SAMPLE = 2000  # training photos read again for the card's image_ranges: quantiles, not a census
 RESUME_KEYS = {"model", "epoch", "history", "best_model", "phase", "rng"}  # what last.pt holds
 
@@ -203,7 +205,8 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     card.image_ranges = typical_ranges([image_stats(cache.load(train_split.digests[i]))
                                         for i in _spread(len(train_split), RANGE_SAMPLE)])
     card.to_json(run.card)
-    calibration = _calibrate(run, card, val_split, log) if cfg.calibrate == "temperature" else {"method": "none"}
+    calibration = _calibrate(run, card, val_split, log, shifted=cfg.calibrate == "phone") \
+        if cfg.calibrate != "none" else {"method": "none"}
     wall = time.perf_counter() - began
     write_json(run.metrics, {
         "epochs": history.epochs, "best": best, "wall_seconds": round(wall, 2),
@@ -233,27 +236,43 @@ def _spread(n: int, most: int) -> range:
     return range(0, n, max(1, -(-n // most)))
 
 
-def _calibrate(run: RunDir, card: ModelCard, val: Split, log: RunLog) -> dict[str, Any]:
+def _calibrate(run: RunDir, card: ModelCard, val: Split, log: RunLog, *, shifted: bool) -> dict[str, Any]:
     """Fit the card's temperature on the validation images, scored from the saved weights through
-    the one inference path, and write it into the card; what was fitted, on what, before and after."""
+    the one inference path, and write it into the card; what was fitted, on what, before and after.
+
+    ``shifted`` (``--calibrate phone``) fits on copies of the validation images under mild
+    phone-photo corruptions too (``corruptions.mild_copies``): a temperature fitted on clean
+    validation photos alone is over-confident on photos taken another day (grocery: ECE 0.038 on
+    test, 0.027 with the copies; BENCHMARKS.md)."""
     if len(val) < MIN_CALIBRATION_IMAGES:
         log.line(f"calibration skipped: {len(val)} validation images, at least {MIN_CALIBRATION_IMAGES} needed")
         return {"method": "none", "reason": f"{len(val)} validation images (at least {MIN_CALIBRATION_IMAGES} needed)"}
     predictor = Predictor.from_run(run.path, backend="torch", max_pixels=None)
-    probabilities, labels = [], []
-    for batch in predictor.stream(val.paths, batch_size=32):
-        probabilities.append(batch.probabilities)
-        labels.extend(val.labels[batch.positions].tolist())
+    copies = min(len(MILD), max(2, SHIFTED_IMAGES // len(val))) if shifted else 0
+    probabilities, labels, extra, extra_labels = [], [], [], []
+    with log.progress("calibration", len(val)) as advance:
+        for batch in predictor.stream(val.paths, batch_size=32):
+            probabilities.append(batch.probabilities)
+            labels.extend(val.labels[batch.positions].tolist())
+            for position, prepared in zip(batch.positions, batch.prepared) if copies else ():
+                extra.append(predictor.probabilities_of(mild_copies(prepared.array, position, copies)))
+                extra_labels.extend([int(val.labels[position])] * copies)
+            advance(len(batch.positions) + len(batch.failed))
     p, y = np.concatenate(probabilities), np.array(labels, dtype=np.int64)
-    card.temperature = fit_temperature(p, y)
+    if extra:
+        card.temperature = fit_temperature(np.concatenate([p, *extra]), np.array(labels + extra_labels, dtype=np.int64))
+    else:
+        card.temperature = fit_temperature(p, y)
     card.to_json(run.card)
     calibrated = rescale(p, card.temperature)
-    result = {"method": "temperature", "temperature": round(card.temperature, 4),
-              "fitted_on": f"the validation split ({len(y)} images)",
+    fitted_on = f"the validation split ({len(y)} images)" + (
+        f" and {len(extra_labels)} copies under mild phone-photo corruptions" if extra else "")
+    result = {"method": "temperature", "temperature": round(card.temperature, 4), "fitted_on": fitted_on,
               "ece_before": round(calibration_of(y, p)["ece"], 4), "ece_after": round(calibration_of(y, calibrated)["ece"], 4),
               "log_loss_before": round(log_loss(y, p), 4), "log_loss_after": round(log_loss(y, calibrated), 4)}
-    log.line(f"calibration: temperature {card.temperature:.3f} fitted on {len(y)} validation images: "
-             f"ECE {result['ece_before']:.3f} -> {result['ece_after']:.3f}, "
+    log.line(f"calibration: temperature {card.temperature:.3f} fitted on {len(y)} validation images"
+             + (f" and {len(extra_labels)} copies under mild phone-photo corruptions" if extra else "")
+             + f": validation ECE {result['ece_before']:.3f} -> {result['ece_after']:.3f}, "
              f"log loss {result['log_loss_before']:.3f} -> {result['log_loss_after']:.3f}")
     return result
 
