@@ -15,6 +15,11 @@ averaged over the 75 cells), and, when ``RUN/evaluations/<split>-phone/metrics.j
 ``ocula evaluate --shift phone``'s own estimate of accuracy under shift and its error against the
 measured mean.
 
+``--tta`` measures test-time augmentation under the same shift: the corruptions are applied to
+the whole resized image instead (before the crop, so the corner crops see them too), and every
+run is scored twice on the same corrupted images, centre crop alone and ``--tta``'s four views
+(reported as ``RUN+tta``).
+
 ``imagecorruptions`` 1.1.2 predates NumPy 2, scikit-image 0.19's ``channel_axis`` and
 setuptools 81: three aliases (``np.float_``, ``gaussian(multichannel=)`` and
 ``pkg_resources.resource_filename``) are restored below; the corruptions' code and parameters
@@ -67,14 +72,14 @@ def _suite():
     return imagecorruptions
 
 
-def corrupted(suite, crops: np.ndarray, name: str, severity: int, seed: int) -> tuple[np.ndarray, float]:
-    """N x 3 x S x S uint8 crops -> the same crops under one corruption (seeded per image), and the seconds it took."""
+def corrupted(suite, images: list[np.ndarray], name: str, severity: int, seed: int) -> tuple[list[np.ndarray], float]:
+    """HWC uint8 images -> the same images under one corruption (seeded per image), and the seconds it took."""
     began, out = time.perf_counter(), []
-    for i, crop in enumerate(crops):
+    for i, image in enumerate(images):
         np.random.seed(seed * 1_000_003 + i * 101 + severity)  # the package draws from NumPy's global generator
-        image = np.asarray(suite.corrupt(crop.transpose(1, 2, 0), corruption_name=name, severity=severity), np.uint8)
-        out.append(image[: crops.shape[2], : crops.shape[3]].transpose(2, 0, 1))
-    return np.ascontiguousarray(np.stack(out)), time.perf_counter() - began
+        result = np.asarray(suite.corrupt(image, corruption_name=name, severity=severity), np.uint8)
+        out.append(np.ascontiguousarray(result[: image.shape[0], : image.shape[1]]))
+    return out, time.perf_counter() - began
 
 
 def main() -> None:
@@ -86,6 +91,7 @@ def main() -> None:
     parser.add_argument("--severities", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--corruptions", nargs="+", default=None, help="default: the 15 ImageNet-C corruptions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tta", action="store_true", help="corrupt the resized images; score each run also with --tta")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/external_shift.json"))
     args = parser.parse_args()
     suite = _suite()
@@ -105,13 +111,18 @@ def main() -> None:
     chosen = sorted(rng.choice(len(samples), size=min(args.images, len(samples)), replace=False))
     paths = [samples[i].path for i in chosen]
     labels = np.array([index[samples[i].label] for i in chosen])
-    crops = first.images(paths)
+    if args.tta:  # the resized images, which the four views crop
+        crops = [first.prepare(Path(path).read_bytes()).array for path in paths]
+        predictors = [q for p in predictors for q in (p, p.with_tta(True))]
+        args.runs = [r for run in args.runs for r in (run, run.with_name(run.name + "+tta"))]
+    else:  # ImageNet-C's protocol: the centre crop is corrupted
+        crops = [crop.transpose(1, 2, 0) for crop in first.images(paths)]
     if len(crops) != len(paths):
         sys.exit(f"{len(paths) - len(crops)} sampled images do not decode; run `ocula data check`")
     names = args.corruptions or suite.get_corruption_names("common")
 
-    def accuracy(predictor: Predictor, images: np.ndarray) -> float:
-        rows = np.concatenate([predictor.probabilities(images[i:i + 32]) for i in range(0, len(images), 32)])
+    def accuracy(predictor: Predictor, images: list[np.ndarray]) -> float:
+        rows = np.concatenate([predictor.probabilities_of(images[i:i + 32]) for i in range(0, len(images), 32)])
         return float(np.mean(rows.argmax(axis=1) == labels))
 
     clean = [accuracy(p, crops) for p in predictors]
@@ -131,7 +142,8 @@ def main() -> None:
                   for k, run in enumerate(args.runs)) + f"  (corrupting {made:.1f} s)", file=sys.stderr, flush=True)
     result: dict = {"command": shlex.join([sys.executable, *sys.argv]), "date": dt.date.today().isoformat(),
                     "cpus": os.cpu_count(), "data": args.data, "split": args.split, "images": len(paths),
-                    "seed": args.seed, "corruptions": names, "severities": args.severities,
+                    "seed": args.seed, "tta": args.tta, "corrupted": "resized image" if args.tta else "centre crop",
+                    "corruptions": names, "severities": args.severities,
                     "seconds": round(time.perf_counter() - began, 1),
                     "standard_error_per_cell": round(float(np.sqrt(0.25 / len(paths))), 4), "runs": {}}
     for k, run in enumerate(args.runs):
@@ -140,7 +152,9 @@ def main() -> None:
         entry = {"clean_accuracy": round(clean[k], 4), "mean_accuracy": round(mean, 4),
                  "mean_drop": round(clean[k] - mean, 4), "by_corruption": by,
                  "cells": {key: round(v, 4) for key, v in cells[k].items()}}
-        estimate = run / "evaluations" / f"{args.split}-phone" / "metrics.json"
+        tta = run.name.endswith("+tta")  # its estimate is `ocula evaluate --shift phone --tta`'s
+        estimate = (run.with_name(run.name[:-4]) if tta else run) / "evaluations" / (
+            f"{args.split}-phone" + ("-tta" if tta else "")) / "metrics.json"
         if estimate.exists():
             robustness = json.loads(estimate.read_text()).get("robustness") or {}
             if robustness:
