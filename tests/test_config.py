@@ -22,6 +22,17 @@ def test_bad_values_are_refused_with_their_name(field, value):
         TrainConfig(data="x", **{field: value})
 
 
+@pytest.mark.parametrize("changes, said", [
+    ({"consistency": -1.0}, "use 0"),
+    ({"consistency": 12.0}, "use it with --augment phone"),
+    ({"consistency": 12.0, "augment": "phone", "mix": "mixup"}, "does not combine with --mix"),
+])
+def test_consistency_needs_the_phone_policy_and_no_mixing(changes, said):
+    with pytest.raises(ConfigError, match=f"consistency=.*{said}"):
+        TrainConfig(data="x", **changes)
+    assert TrainConfig(data="x", augment="phone-without:jpeg", consistency=12.0).consistency == 12.0
+
+
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), (30, 30)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds

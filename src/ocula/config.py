@@ -52,6 +52,7 @@ class TrainConfig:
     mix: str = "none"
     mix_alpha: float = 0.2
     random_erasing: float = 0.0
+    consistency: float = 0.0
     epochs: int | None = None
     budget_seconds: float | None = None
     head_epochs: int = 5
@@ -89,6 +90,11 @@ class TrainConfig:
         check(0 <= self.label_smoothing < 1, "label_smoothing", "use 0 to below 1, e.g. 0.1")
         check(0 <= self.drop_rate < 1, "drop_rate", "use 0 to below 1")
         check(0 <= self.random_erasing <= 1, "random_erasing", "use a probability between 0 and 1")
+        check(self.consistency >= 0, "consistency", "use 0 (off) or a positive weight such as 12")
+        check(self.consistency == 0 or self.augment.startswith("phone"), "consistency",
+              "the consistency loss compares phone photos of each image: use it with --augment phone")
+        check(self.consistency == 0 or self.mix == "none", "consistency",
+              "the consistency loss does not combine with --mix; choose one")
         check(self.mix_alpha > 0, "mix_alpha", "use a positive alpha such as 0.2")
         check(self.patience >= 1, "patience", "use at least 1 epoch")
         check(self.min_epochs >= 1, "min_epochs", "use at least 1 epoch")

@@ -88,3 +88,40 @@ def test_mix_batch_rejects_bad_arguments() -> None:
         mix_batch(x, y, 2, kind="mixup2")
     with pytest.raises(UsageError, match="alpha must be > 0"):
         mix_batch(x, y, 2, alpha=0)
+
+
+def test_phone_without_a_family_switches_off_exactly_its_effects() -> None:
+    from ocula.data.phone import FAMILIES
+
+    params = PhoneParams().without(["blur", "jpeg"])
+    off = {name for family in ("blur", "jpeg") for name in FAMILIES[family]}
+    for name in PhoneParams.__dataclass_fields__:
+        if name.startswith("p_"):
+            assert (getattr(params, name) == 0.0) == (name in off), name
+    policy = get_policy("phone-without:blur, jpeg", SIZE)
+    assert isinstance(policy, PhonePhoto) and policy.params == params
+    with pytest.raises(UsageError, match=r"unknown phone effect family 'blurr'.*did you mean 'blur'"):
+        get_policy("phone-without:blurr", SIZE)
+    with pytest.raises(UsageError, match="names no effect family"):
+        get_policy("phone-without:", SIZE)
+
+
+def test_phone_views_share_one_framing() -> None:
+    from ocula.data.augment import consistency_views
+
+    image = cached_image(97, 97)
+    torch.manual_seed(5)
+    views = consistency_views(get_policy("phone", SIZE))(image)
+    assert views.shape == (3, 3, SIZE, SIZE) and views.dtype == torch.uint8
+    assert not torch.equal(views[1], views[2])  # two independent phone photos
+    torch.manual_seed(5)
+    assert torch.equal(get_policy("phone", SIZE).views(image)[0], views[0])  # seeded
+    # with every photometric effect off, the photos are the framed image itself: one framing
+    geometry_only = PhoneParams().without(["blur", "exposure", "noise", "white_balance", "contrast", "jpeg"])
+    same = PhonePhoto(SIZE, geometry_only).views(image, n=3)
+    assert same.shape[0] == 4  # (mixing the same image with itself may round one level apart)
+    assert all((same[0].int() - view.int()).abs().max() <= 1 for view in same[1:])
+    shifted = PhonePhoto(SIZE, geometry_only)(image)  # another draw frames it elsewhere
+    assert (same[0].int() - shifted.int()).abs().max() > 1
+    with pytest.raises(UsageError, match="needs the phone policy"):
+        consistency_views(get_policy("crop", SIZE))

@@ -67,6 +67,16 @@ def test_finetune_runs_head_then_backbone(tmp_path, make_dataset):
     assert run.metrics["epochs"][-1]["train_images_per_second"] > 0
 
 
+def test_consistency_loss_trains_on_three_views_of_each_image(tmp_path, make_dataset):
+    data = make_dataset(tmp_path / "data", per_class=10)
+    run = ocula.train(data, mode="finetune", head_epochs=1, epochs=2, augment="phone", consistency=12,
+                      out=str(tmp_path / "run"), runs_root=str(tmp_path), **SMALL)
+    backbone = [e for e in run.metrics["epochs"] if e["phase"] == "backbone"]
+    assert len(backbone) == 2 and all(e["train:loss"] > 0 for e in backbone)
+    assert "consistency loss x12" in (run.path / "log.txt").read_text()
+    assert yaml.safe_load((run.path / "config.yaml").read_text())["consistency"] == 12
+
+
 def test_incremental_training_with_two_extra_classes(tmp_path, make_dataset):
     first = make_dataset(tmp_path / "three", classes=("a", "b", "c"), per_class=10)
     run1 = ocula.train(first, mode="head", epochs=3, out=str(tmp_path / "run1"), runs_root=str(tmp_path), **SMALL)

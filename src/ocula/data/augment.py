@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torchvision.transforms import v2
 
-from ocula.data.phone import PhoneParams, PhonePhoto
+from ocula.data.phone import FAMILIES, PhoneParams, PhonePhoto
 from ocula.errors import UsageError, unknown
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -37,6 +37,7 @@ SAGEMAKER_SHEAR_DEGREES = math.degrees(math.atan(0.1))
 SAGEMAKER_ASPECT = 0.25
 MXNET_FILL = 127  # MXNet's fill_value for pixels a rotation uncovers
 
+PHONE_WITHOUT = "phone-without:"  # + FAMILY[,FAMILY]: the phone policy without those effects
 POLICIES: dict[str, str] = {
     "none": "No augmentation: the eval transform (shorter side to image_size/0.875, centre crop).",
     "crop": "SageMaker 'crop': random image_size crop of the cached image (shorter side "
@@ -51,7 +52,8 @@ POLICIES: dict[str, str] = {
     "trivialaugment": "'crop' then TrivialAugmentWide (one op at a random magnitude; Mueller & Hutter 2021).",
     "phone": "Realistic customer phone photos, each effect with its own probability: "
     + PhoneParams().describe()
-    + ". Crop, tilt and perspective are one warp with reflected borders; no horizontal flip.",
+    + ". Crop, tilt and perspective are one warp with reflected borders; no horizontal flip. "
+    f"'{PHONE_WITHOUT}FAMILY[,FAMILY]' leaves effect families out: {', '.join(FAMILIES)}.",
 }
 MIX_KINDS = ("mixup", "cutmix")
 
@@ -68,10 +70,27 @@ def eval_transform(image_size: int) -> Transform:
     return v2.Compose([_short_side(image_size), v2.CenterCrop(image_size)])
 
 
+def consistency_views(policy: Transform) -> Transform:
+    """``policy`` as groups of views for AugMix's consistency loss (see ``PhonePhoto.views``):
+    uint8 CHW -> 3 x C x H x W, the framed photo and two phone photos of it."""
+    if not isinstance(policy, PhonePhoto):
+        raise UsageError("the consistency loss needs the phone policy",
+                         hint="use --augment phone (or phone-without:FAMILY), or --consistency 0")
+    return policy.views
+
+
 def get_policy(name: str, image_size: int) -> Transform:
-    """The augmentation called ``name`` (see ``POLICIES``) for ``image_size`` inputs."""
+    """The augmentation called ``name`` (see ``POLICIES``) for ``image_size`` inputs;
+    ``phone-without:FAMILY[,FAMILY]`` is the phone policy without those effect families."""
+    if name.startswith(PHONE_WITHOUT):
+        families = [f.strip() for f in name[len(PHONE_WITHOUT):].split(",") if f.strip()]
+        if not families:
+            raise UsageError(f"{name!r} names no effect family to leave out",
+                             hint=f"e.g. {PHONE_WITHOUT}jpeg; families: {', '.join(FAMILIES)}")
+        _check_size(image_size)
+        return PhonePhoto(image_size, PhoneParams().without(families))
     if name not in POLICIES:
-        raise unknown("augmentation policy", name, POLICIES)
+        raise unknown("augmentation policy", name, [*POLICIES, PHONE_WITHOUT + "FAMILY"])
     _check_size(image_size)
     if name == "none":
         return eval_transform(image_size)

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms.v2.functional import gaussian_blur
+
+from ocula.errors import unknown
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,35 @@ class PhoneParams:
     def describe(self) -> str:
         return "; ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
 
+    def without(self, families: list[str]) -> PhoneParams:
+        """These parameters with every effect of ``families`` (see ``FAMILIES``) switched off."""
+        for family in families:
+            if family not in FAMILIES:
+                raise unknown("phone effect family", family, FAMILIES)
+        return replace(self, **{name: 0.0 for family in families for name in FAMILIES[family]})
+
+
+# The policy's effects by family, as the probabilities that switch them on: what
+# ``--augment phone-without:FAMILY[,FAMILY]`` leaves out (to measure how the policy holds on an
+# effect it never trained on, or to drop one the user's photos never show). The random crop
+# that frames every photo is not a family: without it there is no policy.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "geometry": ("p_rotate", "p_perspective"),
+    "blur": ("p_defocus", "p_motion", "p_low_res"),
+    "exposure": ("p_exposure",),
+    "noise": ("p_noise",),
+    "white_balance": ("p_white_balance",),
+    "contrast": ("p_contrast", "p_glare"),
+    "jpeg": ("p_jpeg",),
+}
+
 
 def _chance(p: float) -> bool:
     return bool(torch.rand(()) < p)
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def _uniform(low: float, high: float) -> float:
@@ -87,15 +115,25 @@ class PhonePhoto:
         self._grid = pixel_grid(image_size, image_size)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        p = self.params
+        return self._photo(self._frame(image.float() / 255))
+
+    def views(self, image: torch.Tensor, n: int = 2) -> torch.Tensor:
+        """uint8 (1 + n) x C x ``image_size`` x ``image_size``: one framing of ``image`` (crop, tilt,
+        perspective), first as it is, then as ``n`` independent phone photos of it. AugMix's
+        consistency loss asks the model to answer the same for all of them."""
         framed = self._frame(image.float() / 255)
+        return torch.stack([_to_uint8(framed), *(self._photo(framed) for _ in range(n))])
+
+    def _photo(self, framed: torch.Tensor) -> torch.Tensor:
+        """The photometric effects, mixed as AugMix does, then the JPEG round trip."""
+        p = self.params
         x = framed
         if p.chains > 0:
             weights = torch.distributions.Dirichlet(torch.full((p.chains,), p.mix_alpha)).sample()
             blend = sum(w * self._effects(framed) for w in weights)
             clean = float(torch.distributions.Beta(p.mix_alpha, p.mix_alpha).sample())
             x = clean * framed + (1 - clean) * blend
-        out = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        out = _to_uint8(x)
         if _chance(p.p_jpeg):
             quality = int(torch.randint(p.jpeg_quality[0], p.jpeg_quality[1] + 1, ()))
             out = _recompress(out, quality)

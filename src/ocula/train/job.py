@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 
 from ocula.config import TrainConfig, parse_duration
 from ocula.data import DataSource, audit, load_source, stratified_split
-from ocula.data.augment import get_policy, mix_batch, random_erasing
+from ocula.data.augment import consistency_views, get_policy, mix_batch, random_erasing
 from ocula.data.corruptions import MILD, mild_copies
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
 from ocula.data.stats import image_stats, typical_ranges
@@ -452,7 +452,10 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
     sampler = None
     if job.sample_weights is not None:
         sampler = WeightedRandomSampler(job.sample_weights, len(job.train), replacement=True, generator=generator)
-    train_batches = loader(job.images(job.train, True), cfg.batch_size, workers=job.workers, shuffle=True,
+    train_images = job.images(job.train, True)
+    if cfg.consistency:
+        train_images = CachedImages(job.cache, job.train, consistency_views(job.policy))
+    train_batches = loader(train_images, cfg.batch_size, workers=job.workers, shuffle=True,
                            sampler=sampler, generator=generator)
     val_batches = loader(job.images(job.val, False), FEATURE_BATCH, workers=job.workers)
     start, step = 0, 0
@@ -476,14 +479,17 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         frozen = [name for name, _ in named_stage_groups(model)[:-1] if name not in {g["name"] for g in groups}]
         log.line(f"training the backbone for {epochs} epoch(s): "
                  + ", ".join(f"{g['name']} lr={g['lr']:.2g}" for g in groups[:1] + groups[-1:])
-                 + (f"; {', '.join(frozen)} stay frozen" if frozen else ""))
+                 + (f"; {', '.join(frozen)} stay frozen" if frozen else "")
+                 + (f"; consistency loss x{cfg.consistency:g} (each image and two phone photos of it)"
+                    if cfg.consistency else ""))
     mixer = (lambda x, y: mix_batch(x, y, num_classes, cfg.mix, cfg.mix_alpha)) if cfg.mix != "none" else None
     erase = (lambda x: random_erasing(x, cfg.random_erasing)) if cfg.random_erasing > 0 else None
     seen, mark = 0, time.perf_counter()
     for epoch, record, step in backbone_epochs(
         model, train_batches, val_batches, normalize=job.pre.normalize, epochs=epochs, start_epoch=start,
         optimizer=optimizer, step=step, total_steps=epochs * len(train_batches), criterion=job.criterion,
-        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase, freeze_bn=not job.from_scratch,
+        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase, consistency=cfg.consistency,
+        freeze_bn=not job.from_scratch,
     ):
         seen += len(job.train)
         if job.end_epoch("backbone", epoch, record, optimizer, step, epochs):

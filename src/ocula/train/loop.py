@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -28,8 +29,17 @@ def train_step(
     normalize: Batch,
     mixer: Mixer | None = None,
     erase: Batch | None = None,
+    consistency: float = 0.0,
 ) -> tuple[float, int]:
-    """One optimiser step on a uint8 batch; returns (summed loss, correct predictions)."""
+    """One optimiser step on a uint8 batch; returns (summed loss, correct predictions).
+
+    A batch of view groups (B x V x C x H x W: each image as it is, then as V - 1 augmented
+    photos of it, from ``PhonePhoto.views``) trains with AugMix's loss: cross-entropy on the
+    first view plus ``consistency`` times the Jensen-Shannon divergence between the views'
+    predictions."""
+    views = x.shape[1] if x.dim() == 5 else 0
+    if views:
+        x = x.transpose(0, 1).flatten(0, 1)  # view-major: view v is rows v*B .. (v+1)*B - 1
     x = normalize(x.contiguous(memory_format=torch.channels_last))
     if erase is not None:
         x = erase(x)
@@ -37,11 +47,24 @@ def train_step(
     if mixer is not None:
         x, target = mixer(x, y)
     logits = model(x)
-    loss = criterion(logits, target)
+    if views:
+        groups = logits.chunk(views)
+        logits = groups[0]
+        loss = criterion(logits, target) + consistency * jensen_shannon(groups)
+    else:
+        loss = criterion(logits, target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.item() * len(y), int((logits.argmax(1) == y).sum())
+
+
+def jensen_shannon(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean Jensen-Shannon divergence between the predictions of several views of each image
+    (Hendrycks et al., AugMix, 2020): zero when every view gets the same probabilities."""
+    probabilities = [F.softmax(group, dim=1) for group in logits]
+    log_mixture = torch.clamp(sum(probabilities) / len(probabilities), 1e-7, 1).log()
+    return sum(F.kl_div(log_mixture, p, reduction="batchmean") for p in probabilities) / len(probabilities)
 
 
 def backbone_epochs(
@@ -60,6 +83,7 @@ def backbone_epochs(
     log: RunLog,
     mixer: Mixer | None = None,
     erase: Batch | None = None,
+    consistency: float = 0.0,
     freeze_bn: bool = True,
 ) -> Iterator[tuple[int, dict[str, float], int]]:
     """Yield (epoch, record, step) after each epoch; the caller saves, logs and stops.
@@ -76,7 +100,7 @@ def backbone_epochs(
                 set_lr(optimizer, step, total_steps)
                 loss, right = train_step(
                     model, x, y, optimizer=optimizer, criterion=criterion, normalize=normalize,
-                    mixer=mixer, erase=erase,
+                    mixer=mixer, erase=erase, consistency=consistency,
                 )
                 step += 1
                 loss_sum, correct, seen = loss_sum + loss, correct + right, seen + len(y)
@@ -113,11 +137,14 @@ def measure_step_seconds(
             x, y = next(batches_iter)  # loading and augmenting count too
         except StopIteration:
             break
+        images = len(y)  # a training image with its augmented views counts once
+        if x.dim() == 5:  # view groups: every view goes through the model
+            x, y = x.flatten(0, 1), y.repeat_interleave(x.shape[1])
         x = normalize(x.contiguous(memory_format=torch.channels_last))
         loss = criterion(model(x), y)
         loss.backward()
         if i >= warmup:  # the first passes pay one-off allocation costs
-            times.append((time.perf_counter() - began) / len(y))
+            times.append((time.perf_counter() - began) / images)
     model.zero_grad(set_to_none=True)
     model.load_state_dict(state)
     return sum(times) / len(times) if times else 0.0
