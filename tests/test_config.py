@@ -30,7 +30,14 @@ def test_bad_values_are_refused_with_their_name(field, value):
 def test_consistency_needs_the_phone_policy_and_no_mixing(changes, said):
     with pytest.raises(ConfigError, match=f"consistency=.*{said}"):
         TrainConfig(data="x", **changes)
-    assert TrainConfig(data="x", augment="phone-without:jpeg", consistency=12.0).consistency == 12.0
+    assert TrainConfig(data="x", augment="phone-without:jpeg", consistency=12.0).consistency_weight == 12.0
+
+
+def test_consistency_is_on_by_default_with_the_phone_policy_only():
+    assert TrainConfig(data="x", augment="phone").consistency_weight == 12.0
+    assert TrainConfig(data="x", augment="phone", consistency=0).consistency_weight == 0.0
+    assert TrainConfig(data="x", augment="phone", mix="cutmix").consistency_weight == 0.0
+    assert TrainConfig(data="x").consistency_weight == 0.0  # crop
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), (30, 30)])

@@ -19,6 +19,7 @@ IMBALANCE_CHOICES = ("auto", "weights", "sampler", "none")
 MIX_CHOICES = ("none", "mixup", "cutmix")
 CALIBRATE_CHOICES = ("phone", "temperature", "none")
 LABEL_LEVELS = ("fine", "coarse")
+AUTO_CONSISTENCY = 12.0  # AugMix's weight of the Jensen-Shannon consistency loss
 
 
 def parse_duration(text: str | int | float | None) -> float | None:
@@ -52,7 +53,7 @@ class TrainConfig:
     mix: str = "none"
     mix_alpha: float = 0.2
     random_erasing: float = 0.0
-    consistency: float = 0.0
+    consistency: float | None = None  # None: AUTO_CONSISTENCY with a phone policy, else 0
     epochs: int | None = None
     budget_seconds: float | None = None
     head_epochs: int = 5
@@ -90,10 +91,11 @@ class TrainConfig:
         check(0 <= self.label_smoothing < 1, "label_smoothing", "use 0 to below 1, e.g. 0.1")
         check(0 <= self.drop_rate < 1, "drop_rate", "use 0 to below 1")
         check(0 <= self.random_erasing <= 1, "random_erasing", "use a probability between 0 and 1")
-        check(self.consistency >= 0, "consistency", "use 0 (off) or a positive weight such as 12")
-        check(self.consistency == 0 or self.augment.startswith("phone"), "consistency",
+        check(self.consistency is None or self.consistency >= 0, "consistency",
+              "use 0 (off) or a positive weight such as 12")
+        check(not self.consistency or self.augment.startswith("phone"), "consistency",
               "the consistency loss compares phone photos of each image: use it with --augment phone")
-        check(self.consistency == 0 or self.mix == "none", "consistency",
+        check(not self.consistency or self.mix == "none", "consistency",
               "the consistency loss does not combine with --mix; choose one")
         check(self.mix_alpha > 0, "mix_alpha", "use a positive alpha such as 0.2")
         check(self.patience >= 1, "patience", "use at least 1 epoch")
@@ -107,6 +109,14 @@ class TrainConfig:
             raise unknown("mix option", self.mix, MIX_CHOICES, ConfigError)
         if self.calibrate not in CALIBRATE_CHOICES:
             raise unknown("calibration", self.calibrate, CALIBRATE_CHOICES, ConfigError)
+
+    @property
+    def consistency_weight(self) -> float:
+        """The consistency loss's weight for this run: as given, or by default AUTO_CONSISTENCY
+        with a phone policy and no batch mixing (0 otherwise)."""
+        if self.consistency is not None:
+            return self.consistency
+        return AUTO_CONSISTENCY if self.augment.startswith("phone") and self.mix == "none" else 0.0
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

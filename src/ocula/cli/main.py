@@ -58,7 +58,7 @@ def train(
     val_fraction: Annotated[Optional[float], Opt(help="Validation share when no validation set is given. Default 0.2.")] = None,
     mix: Annotated[Optional[str], Opt(help="none, mixup or cutmix (backbone modes).")] = None,
     random_erasing: Annotated[Optional[float], Opt(help="Probability of random erasing per image (backbone modes).")] = None,
-    consistency: Annotated[Optional[float], Opt(help="With --augment phone: weight of AugMix's consistency loss (the model must answer the same for an image and two phone photos of it; 12 as in AugMix). Each step then costs three forward passes. Default 0 (off).")] = None,
+    consistency: Annotated[Optional[float], Opt(help="With --augment phone: weight of AugMix's consistency loss (the model must answer the same for an image and two phone photos of it). Default 12 with --augment phone (as in AugMix), 0 otherwise; 0 switches it off. Each backbone step then runs three views of each image: about 2.3x the time.")] = None,
     label_smoothing: Annotated[Optional[float], Opt(help="Label smoothing. Default 0.1.")] = None,
     weight_decay: Annotated[Optional[float], Opt(help="AdamW weight decay. Default 0.01.")] = None,
     patience: Annotated[Optional[int], Opt(help="Early stopping: epochs without a better validation accuracy. Default 5.")] = None,

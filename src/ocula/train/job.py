@@ -453,7 +453,7 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
     if job.sample_weights is not None:
         sampler = WeightedRandomSampler(job.sample_weights, len(job.train), replacement=True, generator=generator)
     train_images = job.images(job.train, True)
-    if cfg.consistency:
+    if cfg.consistency_weight:
         train_images = CachedImages(job.cache, job.train, consistency_views(job.policy))
     train_batches = loader(train_images, cfg.batch_size, workers=job.workers, shuffle=True,
                            sampler=sampler, generator=generator)
@@ -480,15 +480,15 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         log.line(f"training the backbone for {epochs} epoch(s): "
                  + ", ".join(f"{g['name']} lr={g['lr']:.2g}" for g in groups[:1] + groups[-1:])
                  + (f"; {', '.join(frozen)} stay frozen" if frozen else "")
-                 + (f"; consistency loss x{cfg.consistency:g} (each image and two phone photos of it)"
-                    if cfg.consistency else ""))
+                 + (f"; consistency loss x{cfg.consistency_weight:g} (each image and two phone photos of it)"
+                    if cfg.consistency_weight else ""))
     mixer = (lambda x, y: mix_batch(x, y, num_classes, cfg.mix, cfg.mix_alpha)) if cfg.mix != "none" else None
     erase = (lambda x: random_erasing(x, cfg.random_erasing)) if cfg.random_erasing > 0 else None
     seen, mark = 0, time.perf_counter()
     for epoch, record, step in backbone_epochs(
         model, train_batches, val_batches, normalize=job.pre.normalize, epochs=epochs, start_epoch=start,
         optimizer=optimizer, step=step, total_steps=epochs * len(train_batches), criterion=job.criterion,
-        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase, consistency=cfg.consistency,
+        top_k=cfg.top_k, log=log, mixer=mixer, erase=erase, consistency=cfg.consistency_weight,
         freeze_bn=not job.from_scratch,
     ):
         seen += len(job.train)
