@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from ocula.errors import unknown
@@ -67,10 +66,6 @@ class PhoneParams:
     glare: tuple[float, float] = (0.1, 0.5)  # veiling glare: this fraction of a smooth bright haze
     p_jpeg: float = 0.5
     jpeg_quality: tuple[int, int] = (15, 90)
-    # AugMix's operations (Hendrycks et al., 2020), none of them a phone-photo defect: variety
-    # that teaches the model to ignore what it was not shown, not one more corruption to learn.
-    p_ops: float = 0.0  # chance that a chain starts with 1 to ops_depth of them
-    ops_depth: int = 3
 
     def describe(self) -> str:
         return "; ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
@@ -100,30 +95,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 
 def _chance(p: float) -> bool:
     return bool(torch.rand(()) < p)
-
-
-def _augmix_op(x: torch.Tensor) -> torch.Tensor:
-    """One of AugMix's operations at a random strength on a float CHW image in [0, 1]."""
-    op = int(torch.randint(0, 7, ()))
-    if op == 0:
-        return TF.autocontrast(x)
-    if op == 1:
-        return TF.equalize(_to_uint8(x)).float() / 255
-    if op == 2:
-        return TF.posterize(_to_uint8(x), int(torch.randint(2, 7, ()))).float() / 255
-    if op == 3:
-        return TF.solarize(x, _uniform(0.4, 1.0))
-    height, width = x.shape[-2:]
-    angle, translate, shear = 0.0, [0, 0], [0.0, 0.0]
-    if op == 4:
-        angle = _uniform(-30.0, 30.0)
-    elif op == 5:
-        translate = [round(_uniform(-0.2, 0.2) * width), round(_uniform(-0.2, 0.2) * height)]
-    else:
-        shear = [math.degrees(math.atan(_uniform(-0.3, 0.3))), 0.0] if _chance(0.5) else \
-            [0.0, math.degrees(math.atan(_uniform(-0.3, 0.3)))]
-    return TF.affine(x, angle=angle, translate=translate, scale=1.0, shear=shear,
-                     interpolation=TF.InterpolationMode.BILINEAR, fill=[0.5, 0.5, 0.5])
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -171,9 +142,6 @@ class PhonePhoto:
     def _effects(self, x: torch.Tensor) -> torch.Tensor:
         """One draw of the optics, sensor and processing effects on a float CHW image."""
         p = self.params
-        if p.p_ops and _chance(p.p_ops):  # (no draw when off: seeded runs stay as they were)
-            for _ in range(int(torch.randint(1, p.ops_depth + 1, ()))):
-                x = _augmix_op(x)
         if _chance(p.p_defocus):
             sigma = _uniform(*p.defocus_sigma) * self.pixel_scale
             kernel = 2 * math.ceil(2.5 * sigma) + 1
