@@ -53,6 +53,7 @@ POLICIES: dict[str, str] = {
     "phone": "Realistic customer phone photos, each effect with its own probability: "
     + PhoneParams().describe()
     + ". Crop, tilt and perspective are one warp with reflected borders; no horizontal flip. "
+    "Backbone training adds AugMix's consistency loss (--consistency, default 12 with this policy). "
     f"'{PHONE_WITHOUT}FAMILY[,FAMILY]' leaves effect families out: {', '.join(FAMILIES)}.",
 }
 MIX_KINDS = ("mixup", "cutmix")
