@@ -73,7 +73,8 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         options["budget_seconds"] = parse_duration(options.pop("budget"))
     if resume is not None:
         run = RunDir.open(resume, need=("config", "checkpoint", "split"))
-        cfg = TrainConfig.from_dict(read_yaml(run.config))
+        # a config.yaml without `consistency` was written before the loss existed: it ran without it
+        cfg = TrainConfig.from_dict({"consistency": 0.0, **read_yaml(run.config)})
         checkpoint = load_torch_file(run.checkpoint, what="checkpoint",
                                      hint="the run cannot be resumed; start a new one")
         if not isinstance(checkpoint, dict) or not RESUME_KEYS <= checkpoint.keys():
