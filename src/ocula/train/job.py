@@ -453,9 +453,8 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
     sampler = None
     if job.sample_weights is not None:
         sampler = WeightedRandomSampler(job.sample_weights, len(job.train), replacement=True, generator=generator)
-    train_images = job.images(job.train, True)
-    if cfg.consistency_weight:
-        train_images = CachedImages(job.cache, job.train, consistency_views(job.policy))
+    train_images = (CachedImages(job.cache, job.train, consistency_views(job.policy)) if cfg.consistency_weight
+                    else job.images(job.train, True))
     train_batches = loader(train_images, cfg.batch_size, workers=job.workers, shuffle=True,
                            sampler=sampler, generator=generator)
     val_batches = loader(job.images(job.val, False), FEATURE_BATCH, workers=job.workers)
