@@ -25,8 +25,14 @@ def check(
     label_level: Annotated[str, typer.Option(help="fine or coarse (manifests with classes.csv).")] = "fine",
     min_side: Annotated[int, typer.Option(help="Images with a shorter side below this are unusable.")] = 32,
     strict: Annotated[bool, typer.Option(help="Exit with code 1 when an error-level finding exists.")] = False,
+    label_issues: Annotated[bool, typer.Option(
+        "--label-issues", help="Also rank the photos most likely mislabelled (confident learning on out-of-fold "
+        "predictions from the offline pretrained backbone; about a minute per 3,000 photos on 2 cores). Writes "
+        "label_issues.csv and label_issues.png beside --out.")] = False,
+    model: Annotated[str, typer.Option(help="Backbone whose features --label-issues scores.")] = "tf_efficientnet_lite0",
 ) -> None:
-    """Find corrupt, unreadable, tiny, duplicate and leaked images, and class imbalance."""
+    """Find corrupt, unreadable, tiny, duplicate and leaked images, and class imbalance;
+    with --label-issues, also the photos whose label is probably wrong."""
     from ocula.data import audit, load_source
 
     source = load_source(data, label_level=label_level)
@@ -34,6 +40,13 @@ def check(
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("auditing images", total=total)
         report = audit(source, min_side=min_side, progress=lambda done, total: bar.update(task, completed=done))
+    if label_issues:
+        from ocula.data import Finding
+
+        issues = _label_issues(data, label_level, model, out, source.root)
+        if issues.rows:
+            report.findings.append(Finding("warning", "label_issues", f"{issues.sentence()}; review "
+                                           f"{out.with_name('label_issues.csv')}"))
     report.to_json(out)
 
     table = Table(title=f"data audit of {data}")
@@ -51,6 +64,26 @@ def check(
                   f"{len(report.unusable)} unusable file(s) will be skipped by training; report: {out}")
     if strict and levels["error"]:
         raise typer.Exit(1)
+
+
+def _label_issues(data: str, label_level: str, model: str, out: Path, root: str):
+    from ocula.storage.log import RunLog
+    from ocula.train.label_issues import write_gallery
+    from ocula.train.label_issues import label_issues as rank
+
+    log = RunLog()
+    issues = rank(data, model=model, label_level=label_level, log=log)
+    csv_path = issues.write_csv(out.with_name("label_issues.csv"))
+    gallery = write_gallery(issues, out.with_name("label_issues.png"))
+    table = Table(title=f"photos most likely mislabelled ({len(issues.rows)} flagged; first 15)")
+    for column in ("rank", "file", "given label", "suggested label", "p(given)", "p(suggested)"):
+        table.add_column(column, overflow="fold")
+    for row in issues.rows[:15]:
+        table.add_row(str(row["rank"]), _short(row["path"], root), row["given_label"], row["suggested_label"],
+                      f"{row['given_probability']:.2f}", f"{row['suggested_probability']:.2f}")
+    console.print(table)
+    console.print(f"{issues.sentence()}; all of them in {csv_path}" + (f", pictures in {gallery}" if gallery else ""))
+    return issues
 
 
 def _short(path: str | None, root: str) -> str:

@@ -130,16 +130,22 @@ def robustness_bars(shift: dict[str, Any]) -> bytes:
 
 def error_gallery(items: list[Any], columns: int = 4) -> bytes | None:
     """Thumbnails of the most confident mistakes with their true and predicted labels."""
-    if not items:
+    return thumbnail_sheet([item.thumbnail for item in items],
+                           [f"true: {item.true_label}\npredicted: {item.predicted_label} ({item.probability:.2f})"
+                            for item in items], columns)
+
+
+def thumbnail_sheet(thumbnails: list[np.ndarray], titles: list[str], columns: int = 4) -> bytes | None:
+    """A contact sheet: HWC uint8 thumbnails in a grid, each with its title (None when empty)."""
+    if not thumbnails:
         return None
-    rows = (len(items) + columns - 1) // columns
+    rows = (len(thumbnails) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, item in zip(axes.flat, items):
-        ax.imshow(item.thumbnail)
-        ax.set_title(f"true: {item.true_label}\npredicted: {item.predicted_label} ({item.probability:.2f})",
-                     fontsize=8)
+    for ax, image, title in zip(axes.flat, thumbnails, titles):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return _png(fig)
 
