@@ -45,6 +45,11 @@ def test_underfitting_from_scratch_one_epoch(tmp_path, make_dataset):
         for phrase in ("add dropout", "more dropout", "increase dropout", "increase weight decay"):
             assert phrase not in _remedies(finding)
     assert "overfitting" not in _kinds(report["findings"])
+    # The confident mistakes carry Grad-CAM heatmaps of the predicted and the true class.
+    html = (run.path / "report.html").read_text()
+    assert report["summary"]["mistakes"] > 0
+    assert html.count('class=explained') == min(16, report["summary"]["mistakes"])
+    assert "where it saw" in html and "crop tighter or augment" in html
 
 
 def _noise_classes(root: Path, per_class: int, seed: int) -> Path:

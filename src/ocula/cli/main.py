@@ -7,7 +7,8 @@ here does work the API does not expose.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -85,14 +86,26 @@ def predict(
         help="Reject (answer no label for) an image whose top probability is below this, or that is unlike "
              "every training photo; `ocula evaluate` names the value that keeps a target accuracy.")] = None,
     tta: Annotated[bool, Opt("--tta", help=TTA_HELP)] = False,
+    explain: Annotated[bool, Opt("--explain", help="Also write where the model looked: a Grad-CAM heatmap of the "
+                                 "top label over the photo, one PNG per image in --explain-dir (needs the run's "
+                                 "PyTorch weights).")] = False,
+    explain_dir: Annotated[Path, Opt(help="Folder for the --explain PNGs.")] = Path("explanations"),
 ) -> None:
     """Print the top-k labels with probabilities for each image; an unusable file is listed and skipped."""
     from ocula.api import predict as run_predict
     from ocula.inference import check_min_confidence
 
+    explainer = None
+    if explain:
+        from ocula.inference.explain import Explainer
+
+        explainer = Explainer.from_run(run)  # a run without weights fails here, before any work
     predictions = run_predict(run, images, top_k=top_k, min_confidence=check_min_confidence(min_confidence), tta=tta)
+    written = _write_explanations(explainer, images, explain_dir) if explainer else {}
     for prediction in predictions:
         print(prediction.source)
+        if prediction.source in written:
+            print(f"  heatmap of {written[prediction.source]}")
         if prediction.error is not None:
             print(f"  skipped: {prediction.error.reason} ({prediction.error.detail})")
         if prediction.rejected:
@@ -105,6 +118,20 @@ def predict(
                   + ", ".join(f"{p.source} ({p.error.reason})" for p in bad), highlight=False, soft_wrap=True)
         if len(bad) == len(predictions):
             raise DataError("none of the images could be read", hint="run `ocula data check` on them")
+
+
+def _write_explanations(explainer: Any, images: list[str], folder: Path) -> dict[str, str]:
+    """One overlay PNG per usable image (``<n>-<stem>.png``: two files may share a name)."""
+    from ocula.inference.explain import Explanation, png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for n, found in enumerate(explainer.explain_files(images), start=1):
+        if isinstance(found, Explanation):
+            path = folder / f"{n:03d}-{Path(found.source).stem}.png"
+            path.write_bytes(png(found.overlay))
+            written[found.source] = f"{found.label} ({found.probability:.2f}): {path}"
+    return written
 
 
 @app.command()

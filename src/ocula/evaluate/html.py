@@ -44,6 +44,7 @@ th, td {{ padding: .25em .7em; border-bottom: 1px solid #e6e9ef; text-align: lef
 table.numbers td:not(:first-child) {{ text-align: right; }}
 .gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: .8em; }}
 figure {{ margin: 0; font-size: .8em; }} figure img {{ width: 160px; height: auto; border-radius: 4px; }}
+figure.explained {{ grid-column: span 3; }} figure.explained img {{ margin-right: 4px; }}
 .path {{ color: #7a8496; word-break: break-all; }}
 footer {{ color: #5a6577; font-size: .85em; margin-top: 2em; border-top: 1px solid #dde2ea; padding-top: .6em; }}
 </style></head>

@@ -19,7 +19,7 @@ import os
 import resource
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from ocula.evaluate.metrics import TARGET_ACCURACY, selective_sentence, summariz
 from ocula.evaluate.report import GalleryItem, render_report
 from ocula.evaluate.robustness import shift_summary
 from ocula.inference import Predictor, prediction_record
+from ocula.inference.explain import Explainer, overlay
 from ocula.storage import RunDir, read_json, read_yaml, write_json
 from ocula.storage.log import RunLog
 
@@ -179,7 +180,7 @@ def assess(
         "history": history, "robustness": robustness, "calibration": calibration,
     }
     write_json(out / metrics_name, report)
-    render_report(out, report, scored.gallery())
+    render_report(out, report, _explained(scored.gallery(), predictor, run_dir, log))
     log.line(f"accuracy={summary['accuracy']:.4f} top_{summary['top_k']}_accuracy={summary['top_k_accuracy']:.4f} "
              f"on {summary['n']} images, {report['throughput']['images_per_second']} images/s")
     log.line(f"selective prediction: {selective_sentence(summary['selective'])}")
@@ -224,7 +225,7 @@ def _score(predictor: Predictor, items: list[tuple[str, int]], top_k: int, skipp
                 guess = int(row.argmax())
                 if guess != label:
                     item = GalleryItem(_thumbnail(image), path, names[label], names[guess],
-                                       float(row[guess]), float(row[label]))
+                                       float(row[guess]), float(row[label]), crop=image)
                     entry = (float(row[guess]), -len(paths), item)
                     if len(mistakes) < GALLERY:
                         heapq.heappush(mistakes, entry)
@@ -243,9 +244,28 @@ def _score(predictor: Predictor, items: list[tuple[str, int]], top_k: int, skipp
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:
     """A cropped CHW image -> an HWC thumbnail for the gallery."""
-    thumb = Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
+    return _small(image.transpose(1, 2, 0))
+
+
+def _small(image: np.ndarray) -> np.ndarray:
+    thumb = Image.fromarray(np.ascontiguousarray(image))
     thumb.thumbnail((THUMBNAIL, THUMBNAIL))
     return np.asarray(thumb)
+
+
+def _explained(gallery: list[GalleryItem], predictor: Predictor, run_dir: RunDir, log: RunLog) -> list[GalleryItem]:
+    """The gallery with Grad-CAM heatmaps of the predicted and the true class (when the run has its
+    PyTorch weights: an exported model alone cannot be explained)."""
+    if not gallery or not run_dir.weights.exists():
+        return gallery
+    explainer = Explainer.from_engine(predictor.engine, predictor.card) or Explainer.from_run(run_dir.path)
+    crops = np.stack([g.crop for g in gallery])
+    index = {name: i for i, name in enumerate(predictor.labels)}
+    predicted = explainer.heatmaps(crops, [index[g.predicted_label] for g in gallery])
+    true = explainer.heatmaps(crops, [index[g.true_label] for g in gallery])
+    log.line(f"heatmaps of the {len(gallery)} most confident mistakes (Grad-CAM) for the report")
+    return [replace(g, heatmaps=(_small(overlay(g.crop, p)), _small(overlay(g.crop, t))))
+            for g, p, t in zip(gallery, predicted, true)]
 
 
 def _robustness(predictor: Predictor, scored: _Scored, limit: int, seed: int, log: RunLog) -> dict[str, Any]:

@@ -37,6 +37,8 @@ class GalleryItem:
     predicted_label: str
     probability: float  # of the predicted class
     true_probability: float
+    crop: np.ndarray | None = None  # CHW uint8 as the model saw it (to explain it), not rendered
+    heatmaps: tuple[np.ndarray, np.ndarray] | None = None  # HWC overlays: where it looked for predicted, true
 
 
 def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem]) -> Path:
@@ -201,24 +203,36 @@ def _per_class(summary: dict[str, Any]) -> str:
                                                                     rows, "numbers"))
 
 
-def _thumbnail(item: GalleryItem) -> str:
+def _jpeg(image: np.ndarray) -> str:
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(item.thumbnail)).save(buffer, "JPEG", quality=85)
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, "JPEG", quality=85)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _tile(g: GalleryItem) -> str:
+    images = [(g.thumbnail, escape(Path(g.path).name))]
+    if g.heatmaps is not None:
+        images += [(g.heatmaps[0], f"where it saw {escape(g.predicted_label)}"),
+                   (g.heatmaps[1], f"where it saw {escape(g.true_label)}")]
+    pictures = "".join(f'<img alt="{alt}" title="{alt}" src="data:image/jpeg;base64,{_jpeg(image)}">'
+                       for image, alt in images)
+    looked = ("<br>heatmaps: where the model saw the predicted class, then the true one" if g.heatmaps is not None
+              else "")
+    return (f'<figure{" class=explained" if g.heatmaps is not None else ""}>{pictures}'
+            f'<figcaption><b>{escape(g.predicted_label)}</b> {g.probability:.2f}<br>true: {escape(g.true_label)} '
+            f'{g.true_probability:.2f}{looked}<br><span class="path">{escape(g.path)}</span></figcaption></figure>')
 
 
 def _gallery(gallery: list[GalleryItem], summary: dict[str, Any]) -> str:
     if not gallery:
         return _section("mistakes", "Most confident mistakes", "<p>No mistakes.</p>")
-    tiles = "".join(
-        f'<figure><img alt="{escape(Path(g.path).name)}" src="data:image/jpeg;base64,{_thumbnail(g)}">'
-        f'<figcaption><b>{escape(g.predicted_label)}</b> {g.probability:.2f}<br>true: {escape(g.true_label)} '
-        f'{g.true_probability:.2f}<br><span class="path">{escape(g.path)}</span></figcaption></figure>'
-        for g in gallery)
+    advice = (" Heat on the background rather than the product says the model learned the setting: "
+              "crop tighter or augment. Heat on the right object for the wrong class says the label may be "
+              "wrong or the two classes look alike." if any(g.heatmaps is not None for g in gallery) else "")
     return _section("mistakes", "Most confident mistakes",
                     f"<p>{summary['mistakes']} mistakes in all, {summary['confident_mistakes']} with probability "
-                    "&ge; 0.9. A confident mistake is often a wrong label or two classes that look alike.</p>"
-                    f'<div class="gallery">{tiles}</div>')
+                    f"&ge; 0.9. A confident mistake is often a wrong label or two classes that look alike.{advice}</p>"
+                    f'<div class="gallery">{"".join(_tile(g) for g in gallery)}</div>')
 
 
 def _skipped(skipped: list[dict[str, str]]) -> str:
