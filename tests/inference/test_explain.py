@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -82,3 +83,34 @@ def test_explain_without_weights_is_one_line(run, tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "PyTorch weights" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+
+
+def test_served_heatmaps_only_when_the_server_allows_them(run, tmp_path):
+    import base64
+    import io
+
+    from tests.serve.test_server import Server
+
+    rng = np.random.default_rng(5)
+    buffer = io.BytesIO()
+    _photo((220, 30, 30), 2, rng).save(buffer, format="PNG")
+    photo = buffer.getvalue()
+    body = json.dumps({"instances": [{"b64": base64.b64encode(photo).decode()}] * 2}).encode()
+    server = Server(str(run.path), "--explain")
+    try:
+        status, _, answer = server.invoke(body, "application/json", query="?explain=true")
+        assert status == 200 and len(answer) == 2
+        for item in answer:
+            assert item["predicted_label"] == "red" and item["explanation"]["label"] == "red"
+            with Image.open(io.BytesIO(base64.b64decode(item["explanation"]["png_b64"]))) as picture:
+                assert picture.size == (run.card.input_size, run.card.input_size)
+        status, _, plain = server.invoke(photo, "image/png")  # without ?explain: SageMaker's bare list
+        assert status == 200 and isinstance(plain, list) and len(plain) == 2
+    finally:
+        server.stop()
+    server = Server(str(run.path))
+    try:
+        status, _, answer = server.invoke(photo, "image/png", query="?explain=true")
+        assert status == 400 and answer["error"] == "explain_disabled" and "--explain" in answer["message"]
+    finally:
+        server.stop()

@@ -29,6 +29,10 @@ def serve(
         help="Answer \"predicted_label\": null, \"rejected\": true (verbose JSON; header X-Rejected) for an image "
              "whose top probability is below this, or that is unlike every training photo (blank, noise; 0 rejects only "
              "those); a request's ?min_confidence= overrides it.")] = None,
+    explain: Annotated[bool, Opt("--explain", help="Allow ?explain=true on /invocations: the answer then carries "
+                                 "a Grad-CAM heatmap of the top class over each image (base64 PNG). Loads the run's "
+                                 "PyTorch weights beside the serving engine; each explained image costs about one more "
+                                 "forward pass.")] = False,
     access_log: Annotated[bool, Opt("--access-log", help="Log every request.")] = False,
 ) -> None:
     """Serve RUN over HTTP: GET /ping, POST /invocations (images or JSON), /docs, /metrics."""
@@ -36,6 +40,7 @@ def serve(
 
     options = Options(run, backend=backend, int8=int8, max_batch=max_batch, max_delay_ms=max_delay_ms,
                       max_body_mb=max_body_mb, max_megapixels=max_megapixels, capture_dir=capture_dir,
-                      capture_percent=capture_percent, threads=threads, min_confidence=min_confidence)
+                      capture_percent=capture_percent, threads=threads, min_confidence=min_confidence,
+                      explain=explain)
     run_server(options, host=host, port=port, workers=workers, access_log=access_log,
                log=lambda message: err.print(message, highlight=False, soft_wrap=True))

@@ -14,6 +14,7 @@ import binascii
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -57,6 +58,7 @@ class Settings:
     decode_threads: int = 0  # 0: one per core
     capture: Capture | None = None
     min_confidence: float | None = None  # reject below this top probability unless a request says otherwise
+    explainer: Any = None  # an ocula.inference.explain.Explainer: ?explain=true answers with heatmaps
 
 
 class ServeError(Exception):
@@ -172,10 +174,15 @@ def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAP
     async def invocations(request: Request, top_k: int | None = Query(None, ge=1, description=(
             "Return only the k most probable classes, with their labels")), min_confidence: float | None = Query(
             None, ge=0, le=1, description="Reject an image whose top probability is below this (default: the "
-                                          "server's --min-confidence)")) -> Response:
+                                          "server's --min-confidence)"), explain: bool = Query(
+            False, description="Add a Grad-CAM heatmap of the top class over each image (base64 PNG) to a verbose "
+                               "answer; the server must run with --explain")) -> Response:
         began = time.perf_counter()
         gate = predictor.gate(settings.min_confidence if min_confidence is None else min_confidence)
-        verbose = accept_json(request.headers.get("accept"))
+        verbose = accept_json(request.headers.get("accept")) or explain
+        if explain and settings.explainer is None:
+            raise ServeError(400, "explain_disabled", "this server was started without --explain; restart it with "
+                                                      "`ocula serve RUN --explain` to ask for heatmaps")
         request_id = request.headers.get("x-request-id", "")
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = uuid.uuid4().hex
@@ -197,6 +204,10 @@ def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAP
         reasons = None if gate is None else await loop.run_in_executor(decoder, _reasons, gate, rows, prepared)
         answers = [_format(row, predictor.labels, verbose, top_k, None if reasons is None else reasons[i] or "")
                    for i, row in enumerate(rows)]
+        if explain:
+            pictures = await loop.run_in_executor(decoder, _explain, settings.explainer, predictor, prepared, rows)
+            for answer, picture in zip(answers, pictures):
+                answer["explanation"] = picture
         content = answers[0] if kind != JSON_TYPE else answers
         headers = {"X-Request-Id": request_id}
         if reasons is not None:  # the plain answer is SageMaker's bare list: the header carries the verdict
@@ -316,6 +327,20 @@ def _capture(capture: Capture, request_id: str, prepared: list[Prepared], rows: 
         capture.record(request_id, index, item.array, item.size, row, labels)
 
 
+_EXPLAIN_LOCK = threading.Lock()  # one explanation at a time: it runs the PyTorch model beside the engine
+
+
+def _explain(explainer: Any, predictor: Predictor, prepared: list[Prepared], rows: list[np.ndarray]) -> list[dict]:
+    from ocula.inference.explain import overlay, png
+
+    crops = np.stack([predictor.crop(p) for p in prepared])
+    top = [int(np.argmax(row)) for row in rows]
+    with _EXPLAIN_LOCK:
+        heat = explainer.heatmaps(crops, top)
+    return [{"label": predictor.labels[k], "method": "grad-cam",
+             "png_b64": base64.b64encode(png(overlay(crop, h))).decode()} for crop, h, k in zip(crops, heat, top)]
+
+
 def _reasons(gate: Gate, rows: list[np.ndarray], prepared: list[Prepared]) -> list[str | None]:
     return [gate.why(row, image) for row, image in zip(rows, prepared)]
 
@@ -363,8 +388,11 @@ _INVOCATIONS_DOC: dict[str, Any] = {
                                "`top_k`: the k most probable classes. A JSON request gets one answer per instance. "
                                "With a confidence threshold (`min_confidence` or the server's --min-confidence) "
                                "the verbose answer adds `rejected` (and a rejected image's predicted_label is "
-                               "null) and the `X-Rejected` header lists true/false per image."},
-        "400": {"description": "empty body, not an image, truncated image, invalid JSON or base64"},
+                               "null) and the `X-Rejected` header lists true/false per image. `?explain=true` "
+                               "(server started with --explain) answers verbose, each answer with an "
+                               "`explanation`: {label, method, png_b64} of the top class."},
+        "400": {"description": "empty body, not an image, truncated image, invalid JSON or base64, "
+                               "?explain=true on a server started without --explain"},
         "406": {"description": "an Accept type other than application/json[;verbose]"},
         "413": {"description": "body over the limit (6 MB), more than 64 instances, or an image over the pixel limit"},
         "415": {"description": "an unsupported Content-Type"},

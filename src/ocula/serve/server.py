@@ -35,6 +35,7 @@ class Options:
     capture_percent: float = 100.0
     threads: int | None = None  # inference threads per worker; default cores / workers
     min_confidence: float | None = None  # reject images whose top probability is below this
+    explain: bool = False  # load the PyTorch model too, for ?explain=true
 
     def check(self) -> None:
         if self.max_batch < 1:
@@ -52,15 +53,20 @@ def build_app(options: Options, *, log=None):
     if tabular is not None:
         from ocula.serve.tabular import create_tabular_app
 
-        if options.min_confidence is not None:
-            raise UsageError("--min-confidence applies to image runs; this is a table run")
+        if options.min_confidence is not None or options.explain:
+            raise UsageError("--min-confidence and --explain apply to image runs; this is a table run")
         return create_tabular_app(tabular, Settings(max_body_bytes=int(options.max_body_mb * 2**20)))
     predictor = Predictor.from_run(options.run, backend=options.backend, int8=options.int8, threads=options.threads,
                                    max_pixels=int(options.max_megapixels * 1e6), log=log)
+    explainer = None
+    if options.explain:
+        from ocula.inference.explain import Explainer
+
+        explainer = Explainer.from_engine(predictor.engine, predictor.card) or Explainer.from_run(options.run)
     capture = Capture(options.capture_dir, options.capture_percent) if options.capture_dir else None
     settings = Settings(max_batch=options.max_batch, max_delay_ms=options.max_delay_ms,
                         max_body_bytes=int(options.max_body_mb * 2**20), capture=capture,
-                        min_confidence=options.min_confidence)
+                        min_confidence=options.min_confidence, explainer=explainer)
     return create_app(predictor, settings)
 
 
