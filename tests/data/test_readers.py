@@ -102,9 +102,6 @@ def test_lst_bad_line_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "data.lst").write_text("0\t0\ta.jpg\n1\tb.jpg\n")
     with pytest.raises(DataError, match=r"data\.lst:2: cannot parse"):
         load_source(tmp_path / "data.lst")
-    (tmp_path / "multi.lst").write_text("0\t1\t0\ta.jpg\n")
-    with pytest.raises(DataError, match="multi-label"):
-        load_source(tmp_path / "multi.lst")
 
 
 def test_csv_manifest_relative_absolute_and_split_column(tmp_path: Path) -> None:

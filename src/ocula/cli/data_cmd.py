@@ -58,7 +58,14 @@ def check(
                       style=LEVEL_STYLE.get(f.level))
     console.print(table)
     for split, counts in report.counts.items():
-        console.print(f"{split}: {sum(counts.values())} usable images in {len(counts)} classes")
+        if split in report.labels:  # multi-label: images carry several labels
+            about = report.labels[split]
+            pairs = ", ".join(f"{a}+{b} ({n})" for a, b, n in about["top_pairs"][:3])
+            console.print(f"{split}: {about['images']} usable images, {about['mean_labels_per_image']:.2f} labels per "
+                          f"image, {sum(1 for n in counts.values() if n)} of {len(counts)} labels present"
+                          + (f"; most frequent pairs: {pairs}" if pairs else ""))
+        else:
+            console.print(f"{split}: {sum(counts.values())} usable images in {len(counts)} classes")
     levels = Counter(f.level for f in report.findings)
     console.print(f"{levels['error']} error(s), {levels['warning']} warning(s), {levels['info']} note(s); "
                   f"{len(report.unusable)} unusable file(s) will be skipped by training; report: {out}")

@@ -49,7 +49,8 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     unusable: dict[str, str] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # images per class (per label: multi-label)
+    labels: dict[str, Any] = field(default_factory=dict)  # multi-label data: labels per image, co-occurrence
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -87,6 +88,7 @@ class AuditReport:
             "seconds": round(self.seconds, 3),
             "summary": self.by_code(),
             "counts": self.counts,
+            **({"labels": self.labels} if self.labels else {}),
             "unusable": self.unusable,
             "findings": [asdict(finding) for finding in self.findings],
             "digests": self.digests,
@@ -108,6 +110,7 @@ class AuditReport:
             unusable=dict(data.get("unusable", {})),
             digests=dict(data.get("digests", {})),
             counts={split: dict(counts) for split, counts in data.get("counts", {}).items()},
+            labels=dict(data.get("labels", {})),
             settings=dict(data.get("settings", {})),
             seconds=float(data.get("seconds", 0.0)),
         )
@@ -148,6 +151,7 @@ def audit(
         "near_duplicate_distance": NEAR_DUPLICATE_DISTANCE, "root": source.root, "format": source.format,
         "files": len(paths),
     })  # fmt: skip
+    report.findings += [Finding("warning", "row_left_out", problem) for problem in source.problems]
     _file_findings(report, source, results, min_side)
     usable = {
         split: [s for s in samples if s.path not in report.unusable]
@@ -279,6 +283,32 @@ def _leakage_findings(
         ))  # fmt: skip
 
 
+def _multi_label_findings(report: AuditReport, usable: dict[str, list[Sample]], most_pairs: int = 10) -> None:
+    """Labels per image, the most frequent pairs, and labels that validation or test use but training never shows."""
+    for split, samples in usable.items():
+        per_image = [len(s.names) for s in samples]
+        pairs: dict[tuple[str, str], int] = defaultdict(int)
+        for sample in samples:
+            names = sorted(sample.names)
+            for i, first in enumerate(names):
+                for second in names[i + 1:]:
+                    pairs[(first, second)] += 1
+        top = sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:most_pairs]
+        report.labels[split] = {
+            "images": len(samples), "mean_labels_per_image": round(sum(per_image) / max(len(samples), 1), 3),
+            "labels_per_image": {str(k): per_image.count(k) for k in sorted(set(per_image))},
+            "top_pairs": [[a, b, n] for (a, b), n in top],
+        }
+    train = report.counts.get("train", {})
+    for split in ("val", "test"):
+        unseen = sorted(name for name, n in report.counts.get(split, {}).items() if n and not train.get(name))
+        if unseen:
+            report.findings.append(Finding(
+                "warning", "label_never_trained",
+                f"{split} uses label(s) {', '.join(map(repr, unseen))} that no usable training image has: "
+                "the model cannot learn them", split=split))
+
+
 def _label_clash(copy: Sample, keep: Sample) -> str:
     return "" if copy.label == keep.label else f" but is labelled {copy.label!r}, not {keep.label!r}"
 
@@ -293,8 +323,11 @@ def _class_findings(
     for split, samples in usable.items():
         counts = dict.fromkeys(source.classes, 0)
         for sample in samples:
-            counts[sample.label] = counts.get(sample.label, 0) + 1
+            for name in sample.names:
+                counts[name] = counts.get(name, 0) + 1
         report.counts[split] = counts
+    if source.multi_label:
+        _multi_label_findings(report, usable)
     train = report.counts.get("train", {})
     for name, count in train.items():
         if count == 0:

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 SPLIT_NAMES = ("train", "val", "test")
+LABEL_SEPARATOR = "|"  # a multi-label CSV cell: milk|bread
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One labelled image; ``path`` is a local path or an fsspec URL, ``label`` a class name."""
+    """One labelled image; ``path`` is a local path or an fsspec URL, ``label`` a class name.
+
+    A multi-label image has ``labels`` (every class it shows) and ``label`` is them joined
+    by ``|``: the combination, which splits stratify on."""
 
     path: str
     label: str
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def multi(cls, path: str, labels: Sequence[str]) -> Sample:
+        unique = tuple(dict.fromkeys(labels))
+        return cls(path, LABEL_SEPARATOR.join(unique), unique)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The image's classes: one, or several for a multi-label image."""
+        return self.labels or (self.label,)
 
 
 @dataclass
@@ -29,6 +45,8 @@ class DataSource:
     train: list[Sample]
     val: list[Sample] | None = None
     test: list[Sample] | None = None
+    multi_label: bool = False  # images carry several labels (Sample.labels)
+    problems: list[str] = field(default_factory=list)  # manifest rows left out, "file:line: why"
 
     def splits(self) -> dict[str, list[Sample]]:
         """The splits that exist, in train, val, test order."""

@@ -13,8 +13,9 @@ import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from ocula.data.dataset import Sample
+from ocula.data.dataset import LABEL_SEPARATOR, Sample
 from ocula.errors import DataError
 
 Resolve = Callable[[str], str]
@@ -37,6 +38,8 @@ class Parsed:
     fmt: str
     rows: list[tuple[Sample, str | None]]
     ids: dict[str, int] = field(default_factory=dict)
+    declared: list[str] = field(default_factory=list)  # classes the file names even if no image has them
+    problems: list[str] = field(default_factory=list)  # rows left out, "file:line: why" (multi-label files)
 
 
 @dataclass
@@ -63,22 +66,51 @@ def _int_label(value: str) -> int | None:
 
 
 def parse_lst(text: str, shown: str, resolve: Resolve) -> Parsed:
-    """SageMaker/MXNet ``index<TAB>label<TAB>relative/path`` lines; the label is a class id."""
+    """SageMaker/MXNet ``index<TAB>label<TAB>relative/path`` lines; the label is a class id.
+
+    A multi-label ``.lst`` (SageMaker's ``multi_label=1``) has one 0/1 column per class between
+    the index and the path; its rows with another number of columns, or with no label at all,
+    are left out and listed in ``problems``."""
     rows: list[tuple[Sample, str | None]] = []
+    problems: list[str] = []
+    columns: int | None = None  # label columns of a multi-label file, from its first row
     for lineno, line in _lines(text):
         fields = line.rstrip("\r\n").split("\t")
         if len(fields) < 3:
             fields = line.split(None, 2)
+        if columns is None and len(fields) > 3 and not rows:
+            columns = len(fields) - 2
+        if columns is not None:
+            sample = _multi_lst_row(fields, columns, shown, lineno, resolve, problems)
+            if sample is not None:
+                rows.append((sample, None))
+            continue
         if len(fields) != 3:
-            multi = " (multi-label .lst files are not supported)" if len(fields) > 3 else ""
-            raise DataError(
-                f"{shown}:{lineno}: cannot parse {line.strip()!r}: expected 'index<TAB>label<TAB>path'{multi}"
-            )
+            raise DataError(f"{shown}:{lineno}: cannot parse {line.strip()!r}: expected 'index<TAB>label<TAB>path'")
         label = _int_label(fields[1].strip())
         if label is None:
             raise DataError(f"{shown}:{lineno}: label {fields[1].strip()!r} is not a whole number", hint=".lst labels are class ids 0, 1, 2, ...")
         rows.append((Sample(resolve(fields[2].strip()), str(label)), None))
-    return Parsed("lst", rows)
+    declared = [str(j) for j in range(columns)] if columns else []
+    return Parsed("lst", rows, declared=declared, problems=problems)
+
+
+def _multi_lst_row(fields: list[str], columns: int, shown: str, lineno: int, resolve: Resolve,
+                   problems: list[str]) -> Sample | None:
+    where = f"{shown}:{lineno}"
+    if len(fields) - 2 != columns:
+        problems.append(f"{where}: {len(fields) - 2} label columns where the first row has {columns}; row left out")
+        return None
+    values = [_int_label(cell.strip()) for cell in fields[1:-1]]
+    if any(v not in (0, 1) for v in values):
+        problems.append(f"{where}: label columns must be 0 or 1, got {'/'.join(c.strip() for c in fields[1:-1])}; "
+                        "row left out")
+        return None
+    labels = [str(j) for j, v in enumerate(values) if v == 1]
+    if not labels:
+        problems.append(f"{where}: {fields[-1].strip()} has no label (every column is 0); row left out")
+        return None
+    return Sample.multi(resolve(fields[-1].strip()), labels)
 
 
 def parse_csv(text: str, shown: str, resolve: Resolve) -> Parsed:
@@ -94,14 +126,26 @@ def parse_csv(text: str, shown: str, resolve: Resolve) -> Parsed:
         path_col = _column(header, PATH_COLUMNS, shown, "path")
         label_col = _column(header, LABEL_COLUMNS, shown, "label")
         split_col = header.index("split") if "split" in header else None
+    multi = any(LABEL_SEPARATOR in row[label_col] for _, row in records if len(row) > label_col)
     rows: list[tuple[Sample, str | None]] = []
+    problems: list[str] = []
     for lineno, row in records:
         needed = max(col for col in (path_col, label_col, split_col) if col is not None)
+        if multi and len(row) > needed and row[path_col].strip() and not _names(row[label_col]):
+            problems.append(f"{shown}:{lineno}: {row[path_col].strip()} has no label; row left out")
+            continue
         if len(row) <= needed or not row[path_col].strip() or not row[label_col].strip():
             raise DataError(f"{shown}:{lineno}: cannot parse {','.join(row)!r}: expected a path and a label")
         split = _split(row[split_col], shown, lineno) if split_col is not None else None
-        rows.append((Sample(resolve(row[path_col].strip()), _label_text(row[label_col].strip())), split))
-    return Parsed("csv", rows)
+        path = resolve(row[path_col].strip())
+        sample = Sample.multi(path, _names(row[label_col])) if multi else Sample(path, _label_text(row[label_col].strip()))
+        rows.append((sample, split))
+    return Parsed("csv", rows, problems=problems)
+
+
+def _names(cell: str) -> list[str]:
+    """``milk|bread`` -> the class names of one multi-label cell."""
+    return [_label_text(name.strip()) for name in cell.split(LABEL_SEPARATOR) if name.strip()]
 
 
 def _csv_rows(text: str, shown: str) -> Iterator[tuple[int, list[str]]]:
@@ -145,6 +189,7 @@ def parse_jsonl(text: str, shown: str, resolve: Resolve) -> Parsed:
     """
     rows: list[tuple[Sample, str | None]] = []
     ids: dict[str, int] = {}
+    problems: list[str] = []
     for lineno, line in _lines(text):
         try:
             record = json.loads(line)
@@ -157,7 +202,13 @@ def parse_jsonl(text: str, shown: str, resolve: Resolve) -> Parsed:
             raise DataError(f"{shown}:{lineno}: no image key in {sorted(record)}", hint='give each line a "source-ref" or "path"')
         label_key = _label_key(record, source_key, shown, lineno)
         value = record[label_key]
-        if isinstance(value, (dict, list)) or value is None:
+        split = _split(str(record["split"]), shown, lineno) if "split" in record else None
+        if isinstance(value, list):  # Ground Truth's multi-label shape: ids, named by the metadata's class-map
+            sample = _multi_json_row(record, source_key, label_key, f"{shown}:{lineno}", resolve, problems)
+            if sample is not None:
+                rows.append((sample, split))
+            continue
+        if isinstance(value, dict) or value is None:
             raise DataError(f"{shown}:{lineno}: label {label_key!r} is {json.dumps(value)}, not a class name or id")
         label = _label_text(value)
         metadata = record.get(f"{label_key}-metadata")
@@ -166,9 +217,33 @@ def parse_jsonl(text: str, shown: str, resolve: Resolve) -> Parsed:
             if isinstance(value, (int, float)):
                 ids[name] = int(value)
             label = name
-        split = _split(str(record["split"]), shown, lineno) if "split" in record else None
         rows.append((Sample(resolve(str(record[source_key])), label), split))
-    return Parsed("jsonl", rows, ids)
+    return Parsed("jsonl", rows, ids, problems=problems)
+
+
+def _multi_json_row(record: dict[str, Any], source_key: str, label_key: str, where: str, resolve: Resolve,
+                    problems: list[str]) -> Sample | None:
+    """``{"source-ref": ..., "job": [0, 2], "job-metadata": {"class-map": {"0": "milk", "2": "bread"}}}``
+    (or a list of names) -> a multi-label sample; None, with the reason in ``problems``, when unusable."""
+    values = record[label_key]
+    metadata = record.get(f"{label_key}-metadata")
+    class_map = metadata.get("class-map") if isinstance(metadata, dict) else None
+    names = []
+    for value in values:
+        if isinstance(value, (dict, list)) or value is None:
+            problems.append(f"{where}: label {json.dumps(value)} is not a class name or id; row left out")
+            return None
+        text = _label_text(value)
+        if isinstance(class_map, dict):
+            if text not in class_map:
+                problems.append(f"{where}: label id {text} is not in the class-map {sorted(class_map)}; row left out")
+                return None
+            text = str(class_map[text])
+        names.append(text)
+    if not names:
+        problems.append(f"{where}: {record[source_key]} has no label; row left out")
+        return None
+    return Sample.multi(resolve(str(record[source_key])), names)
 
 
 def _label_key(record: dict[str, object], source_key: str, shown: str, lineno: int) -> str:

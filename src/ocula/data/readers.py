@@ -122,8 +122,9 @@ def _load_file(loc: Location) -> DataSource:
     by_split: dict[str, list[Sample]] = {}
     for sample, split in parsed.rows:
         by_split.setdefault(split or "train", []).append(sample)
-    classes, relabel = _class_names(loc, posixpath.dirname(loc.path), parsed.fmt, parsed.rows, parsed.ids)
-    return _source(loc, parsed.fmt, classes, by_split, relabel)
+    classes, relabel = _class_names(loc, posixpath.dirname(loc.path), parsed.fmt, parsed.rows, parsed.ids,
+                                    parsed.declared)
+    return _source(loc, parsed.fmt, classes, by_split, relabel, parsed.problems)
 
 
 def _load_directory(loc: Location, label_level: str) -> DataSource:
@@ -223,15 +224,19 @@ def _load_split_manifests(loc: Location, split_files: dict[str, str]) -> DataSou
     all_rows: list[tuple[Sample, str | None]] = []
     ids: dict[str, int] = {}
     formats = set()
+    declared: list[str] = []
+    problems: list[str] = []
     for split, fs_path in split_files.items():
         parsed = _parse_manifest(loc, fs_path)
         formats.add(parsed.fmt)
         ids.update(parsed.ids)
+        declared = max(declared, parsed.declared, key=len)
+        problems += parsed.problems
         by_split[split] = [sample for sample, _ in parsed.rows]
         all_rows.extend(parsed.rows)
     fmt = formats.pop() if len(formats) == 1 else "mixed_manifests"
-    classes, relabel = _class_names(loc, loc.path, fmt, all_rows, ids)
-    return _source(loc, fmt, classes, by_split, relabel)
+    classes, relabel = _class_names(loc, loc.path, fmt, all_rows, ids, declared)
+    return _source(loc, fmt, classes, by_split, relabel, problems)
 
 
 def _load_sagemaker_channels(loc: Location, dirs: dict[str, str]) -> DataSource:
@@ -239,6 +244,8 @@ def _load_sagemaker_channels(loc: Location, dirs: dict[str, str]) -> DataSource:
     ``validation_lst/`` to ``validation/``."""
     by_split: dict[str, list[Sample]] = {}
     all_rows: list[tuple[Sample, str | None]] = []
+    declared: list[str] = []
+    problems: list[str] = []
     for split, channel in (("train", "train"), ("val", "validation"), ("test", "test")):
         lst_dir = dirs.get(f"{channel}_lst")
         if lst_dir is None:
@@ -252,8 +259,10 @@ def _load_sagemaker_channels(loc: Location, dirs: dict[str, str]) -> DataSource:
             parsed = manifests.parse_lst(loc.read_text(fs_path), loc.url(fs_path), lambda entry: loc.resolve(entry, base))
             by_split[split].extend(sample for sample, _ in parsed.rows)
             all_rows.extend(parsed.rows)
-    classes, relabel = _class_names(loc, loc.path, "lst", all_rows, {})
-    return _source(loc, "lst", classes, by_split, relabel)
+            declared = max(declared, parsed.declared, key=len)
+            problems += parsed.problems
+    classes, relabel = _class_names(loc, loc.path, "lst", all_rows, {}, declared)
+    return _source(loc, "lst", classes, by_split, relabel, problems)
 
 
 def _parse_manifest(loc: Location, fs_path: str) -> manifests.Parsed:
@@ -270,16 +279,19 @@ def _parse_manifest(loc: Location, fs_path: str) -> manifests.Parsed:
 
 
 def _class_names(
-    loc: Location, folder: str, fmt: str, rows: list[tuple[Sample, str | None]], ids: dict[str, int]
+    loc: Location, folder: str, fmt: str, rows: list[tuple[Sample, str | None]], ids: dict[str, int],
+    declared: list[str] | None = None,
 ) -> tuple[list[str], dict[str, str] | None]:
     """Class names in label-index order, and for .lst files with a label map the id -> name
-    renaming to apply to the samples."""
-    labels = {sample.label for sample, _ in rows}
+    renaming to apply to the samples (a multi-label row naming an id the map lacks is left out
+    later, by ``_source``; a single-label file with such ids is an error)."""
+    labels = {name for sample, _ in rows for name in sample.names} | set(declared or ())
+    multi = any(sample.labels for sample, _ in rows)
     if fmt == "lst":
         label_map = _label_map_beside(loc, folder)
         if label_map is not None:
             missing = sorted(labels - {str(key) for key in label_map}, key=int)
-            if missing:
+            if missing and not multi:
                 raise DataError(
                     f"label ids {', '.join(missing)} of the .lst file are not in the label map beside it",
                     hint="add them to classes.csv / labels.txt, or remove the label map to use the ids as names",
@@ -297,10 +309,14 @@ def _label_map_beside(loc: Location, folder: str) -> dict[int, str] | None:
 
 
 def _source(
-    loc: Location, fmt: str, classes: list[str], by_split: dict[str, list[Sample]], relabel: dict[str, str] | None = None
+    loc: Location, fmt: str, classes: list[str], by_split: dict[str, list[Sample]], relabel: dict[str, str] | None = None,
+    problems: list[str] | None = None,
 ) -> DataSource:
+    problems = list(problems or [])
+    multi = any(s.labels for samples in by_split.values() for s in samples)
     if relabel is not None:
-        by_split = {split: [Sample(s.path, relabel[s.label]) for s in samples] for split, samples in by_split.items()}
+        by_split = {split: [r for r in (_relabel(s, relabel, problems) for s in samples) if r is not None]
+                    for split, samples in by_split.items()}
     return DataSource(
         root=loc.url(loc.path),
         format=fmt,
@@ -308,7 +324,19 @@ def _source(
         train=by_split.get("train", []),
         val=by_split.get("val"),
         test=by_split.get("test"),
+        multi_label=multi,
+        problems=problems,
     )
+
+
+def _relabel(sample: Sample, relabel: dict[str, str], problems: list[str]) -> Sample | None:
+    if not sample.labels:
+        return Sample(sample.path, relabel[sample.label])
+    unknown = [name for name in sample.labels if name not in relabel]
+    if unknown:
+        problems.append(f"{sample.path}: label id(s) {', '.join(unknown)} are not in the label map; left out")
+        return None
+    return Sample.multi(sample.path, [relabel[name] for name in sample.labels])
 
 
 def _basename(fs_path: str) -> str:
