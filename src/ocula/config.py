@@ -45,6 +45,7 @@ class TrainConfig:
     data: str
     val: str | None = None
     label_level: str = "fine"
+    multi_label: bool = False  # sigmoid outputs even when every image has one label (multi-label data: always)
     val_fraction: float = 0.2
     model: str = "tf_efficientnet_lite0"
     pretrained: str = "default"

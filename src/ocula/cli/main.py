@@ -56,6 +56,10 @@ def train(
     out: Annotated[Optional[str], Opt(help="Write the run directory exactly here (default runs/<run-id>).")] = None,
     resume: Annotated[Optional[str], Opt(help="Continue an interrupted run directory from its last checkpoint.")] = None,
     label_level: Annotated[Optional[str], Opt(help="fine or coarse labels for manifests with classes.csv.")] = None,
+    multi_label: Annotated[Optional[bool], Opt("--multi-label", help="Train independent per-label probabilities "
+                           "(sigmoid) even if every image has one label. Multi-label data (a .lst with one 0/1 column "
+                           "per class, CSV cells like milk|bread, Ground Truth's multi-label manifests) always "
+                           "trains this way.")] = None,
     val_fraction: Annotated[Optional[float], Opt(help="Validation share when no validation set is given. Default 0.2.")] = None,
     mix: Annotated[Optional[str], Opt(help="none, mixup or cutmix (backbone modes).")] = None,
     random_erasing: Annotated[Optional[float], Opt(help="Probability of random erasing per image (backbone modes).")] = None,
@@ -110,6 +114,8 @@ def predict(
             print(f"  skipped: {prediction.error.reason} ({prediction.error.detail})")
         if prediction.rejected:
             print(f"  rejected: {prediction.rejection} (no label; ask for another photo)")
+        if prediction.chosen is not None and prediction.error is None:
+            print(f"  labels: {', '.join(prediction.chosen) or '(none above its threshold)'}")
         for label, prob in prediction.ranked:
             print(f"  {prob:7.4f}  {label}")
     bad = [p for p in predictions if p.error is not None]

@@ -159,9 +159,26 @@ def mix_batch(
         raise UsageError(f"{kind} alpha must be > 0, got {alpha}", hint="typical values are 0.2 (mixup) and 1.0 (cutmix)")
     if not x.is_floating_point():
         raise UsageError(f"{kind} expects a float batch, got {x.dtype}", hint="convert and normalise before mixing")
+    if y.dim() == 2:  # multi-label targets (N x K of 0/1): mix them with the same weight as the images
+        return _mix_multi_label(x, y.float(), kind, alpha)
     mixer = v2.MixUp(alpha=alpha, num_classes=num_classes) if kind == "mixup" else v2.CutMix(alpha=alpha, num_classes=num_classes)
     mixed, targets = mixer(x, y.long())
     return mixed, targets
+
+
+def _mix_multi_label(x: torch.Tensor, y: torch.Tensor, kind: str, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp/CutMix with the batch rolled by one, as torchvision does; targets mixed by the image share kept."""
+    share = float(torch.distributions.Beta(alpha, alpha).sample())
+    other_x, other_y = x.roll(1, 0), y.roll(1, 0)
+    if kind == "mixup":
+        return share * x + (1 - share) * other_x, share * y + (1 - share) * other_y
+    height, width = x.shape[-2:]
+    cut_h, cut_w = int(height * math.sqrt(1 - share)), int(width * math.sqrt(1 - share))
+    top, left = int(torch.randint(height - cut_h + 1, ())), int(torch.randint(width - cut_w + 1, ()))
+    mixed = x.clone()
+    mixed[..., top:top + cut_h, left:left + cut_w] = other_x[..., top:top + cut_h, left:left + cut_w]
+    kept = 1 - cut_h * cut_w / (height * width)
+    return mixed, kept * y + (1 - kept) * other_y
 
 
 def _short_side(image_size: int) -> Transform:

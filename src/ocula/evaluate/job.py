@@ -33,9 +33,10 @@ from ocula.data.corruptions import describe as describe_corruptions
 from ocula.errors import DataError, UsageError, unknown
 from ocula.evaluate.diagnose import diagnose
 from ocula.evaluate.metrics import TARGET_ACCURACY, selective_sentence, summarize
-from ocula.evaluate.report import GalleryItem, render_report
+from ocula.evaluate.multilabel import summarize_multilabel
+from ocula.evaluate.report import GalleryItem, render_multilabel_report, render_report
 from ocula.evaluate.robustness import shift_summary
-from ocula.inference import Predictor, prediction_record
+from ocula.inference import Predictor, multilabel_record, prediction_record
 from ocula.inference.explain import Explainer, overlay
 from ocula.storage import RunDir, read_json, read_yaml, write_json
 from ocula.storage.log import RunLog
@@ -105,9 +106,13 @@ def evaluate(
     # No pixel limit: an evaluation reads the user's own files, one decoded image at a time per thread.
     predictor = Predictor.from_run(run_dir.path, backend=backend, max_pixels=None, tta=tta, log=log.line)
     index = {name: i for i, name in enumerate(predictor.labels)}
-    known = [(s.path, index[s.label]) for s in samples if s.label in index]
+    if predictor.card.multi_label:  # every image's known labels; an image with none of them is skipped
+        known = [(s.path, tuple(index[n] for n in s.names if n in index)) for s in samples
+                 if any(n in index for n in s.names)]
+    else:
+        known = [(s.path, index[s.label]) for s in samples if s.label in index]
     skipped = [{"path": s.path, "reason": f"class {s.label!r} is not one the model was trained on"}
-               for s in samples if s.label not in index]
+               for s in samples if not any(n in index for n in s.names)]
     target = Path(out) if out is not None else run_dir.path / "evaluations" / (used + (f"-{shift}" if shift else "") + ("-tta" if tta else ""))
     log.line(f"evaluating {run_dir.path} on {len(known)} images ({used} split of {data})")
     return assess(predictor, known, run_dir=run_dir, out=target, data=str(data), split=used, top_k=top_k,
@@ -147,6 +152,10 @@ def assess(
     skipped = list(skipped or [])
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    if predictor.card.multi_label:
+        return _assess_multilabel(predictor, items, run_dir=run_dir, out=out, data=data, split=split,
+                                  skipped=skipped, log=log, metrics_name=metrics_name,
+                                  predictions_name=predictions_name, calibration=calibration, began=began)
     scored = _score(predictor, items, top_k, skipped, log, out / predictions_name)
     seconds = time.perf_counter() - began
     if not len(scored.labels):
@@ -240,6 +249,67 @@ def _score(predictor: Predictor, items: list[tuple[str, int]], top_k: int, skipp
     os.replace(partial, predictions)
     return _Scored(np.array(labels, dtype=np.int64), np.concatenate(probs) if probs else np.zeros((0, len(names))),
                    paths, mistakes)
+
+
+def _assess_multilabel(predictor: Predictor, items: list[tuple[str, Any]], *, run_dir: RunDir, out: Path, data: str,
+                       split: str, skipped: list[dict[str, str]], log: RunLog, metrics_name: str,
+                       predictions_name: str, calibration: dict[str, Any] | None, began: float) -> Evaluation:
+    """``assess`` for a multi-label model: items carry tuples of class indices; mAP, F1 and the
+    per-label table instead of the confusion matrix; the most confident false positives."""
+    names = predictor.labels
+    thresholds = predictor.card.decision_thresholds()
+    truth: list[np.ndarray] = []
+    probs: list[np.ndarray] = []
+    gallery: list[tuple[float, int, GalleryItem]] = []  # a min-heap: the most confident false positives
+    partial = out / (predictions_name + ".partial")
+    with partial.open("w", encoding="utf-8") as lines, log.progress("evaluating", len(items)) as advance:
+        for batch in predictor.stream([path for path, _ in items], batch_size=BATCH):
+            assert batch.probabilities is not None
+            for position, image, row in zip(batch.positions, batch.images, batch.probabilities):
+                path, label_set = items[position]
+                hot = np.zeros(len(names), dtype=np.uint8)
+                hot[list(label_set)] = 1
+                truth.append(hot)
+                probs.append(row)
+                lines.write(json.dumps(multilabel_record(path, row, names, thresholds,
+                                                         [names[j] for j in label_set])) + "\n")
+                for j in np.flatnonzero((row >= np.asarray(thresholds)) & (hot == 0)):
+                    item = GalleryItem(_thumbnail(image), path, ", ".join(names[k] for k in label_set), names[j],
+                                       float(row[j]), 0.0)
+                    entry = (float(row[j]), -len(truth), item)
+                    if len(gallery) < GALLERY:
+                        heapq.heappush(gallery, entry)
+                    elif entry[:2] > gallery[0][:2]:
+                        heapq.heapreplace(gallery, entry)
+            skipped.extend({"path": items[i][0], "reason": error.reason} for i, error in batch.failed)
+            advance(len(batch.positions) + len(batch.failed))
+    os.replace(partial, out / predictions_name)
+    if not truth:
+        raise DataError(f"none of the {len(items)} images in {data} could be read", hint="run `ocula data check`")
+    for entry in skipped:
+        log.warn(f"skipped {entry['path']}: {entry['reason']}")
+    seconds = time.perf_counter() - began
+    summary = summarize_multilabel(np.stack(truth), np.stack(probs), names, thresholds)
+    trained = read_json(run_dir.metrics) if run_dir.metrics.exists() else {}
+    card = predictor.card
+    report = {
+        "title": f"ocula evaluation: {run_dir.path.name} on {Path(data).name or data} ({split})",
+        "run": str(run_dir.path), "data": data, "split": split, "multi_label": True,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {"arch": card.arch, "mode": card.mode, "image_size": card.input_size},
+        "engine": predictor.describe(),
+        "throughput": {"images": len(truth), "seconds": round(seconds, 2),
+                       "images_per_second": round(len(truth) / seconds, 1) if seconds else 0.0,
+                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
+        "skipped": skipped, "summary": summary, "history": trained.get("epochs", []),
+        "calibration": calibration or trained.get("calibration"),
+    }
+    write_json(out / metrics_name, report)
+    render_multilabel_report(out, report, [item for _, _, item in sorted(gallery, key=lambda g: (-g[0], g[1]))])
+    log.line(f"mAP={summary['mAP']:.4f} micro_f1={summary['micro_f1']:.4f} macro_f1={summary['macro_f1']:.4f} "
+             f"subset_accuracy={summary['accuracy']:.4f} on {summary['n']} images")
+    log.line(f"report: {out / 'report.html'}")
+    return Evaluation(out, report)
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:

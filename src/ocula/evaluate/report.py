@@ -71,6 +71,91 @@ def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem])
     return path
 
 
+def render_multilabel_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem]) -> Path:
+    """The multi-label report: mAP and F1 first, the per-label table, what is missed and what is
+    wrongly added, and the most confident false positives."""
+    from ocula.evaluate import plots
+
+    out = Path(out)
+    s = report["summary"]
+    figures = {name: png for name, png in {"learning_curves": plots.learning_curves(report.get("history") or []),
+                                           "gallery": plots.error_gallery(gallery)}.items() if png is not None}
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    for name, png in figures.items():
+        (out / "plots" / f"{name}.png").write_bytes(png)
+    cards = [("mAP", f"{s['mAP']:.3f}"), ("micro F1", f"{s['micro_f1']:.3f}"), ("macro F1", f"{s['macro_f1']:.3f}"),
+             ("exact label sets", f"{s['accuracy']:.3f}"), ("Hamming loss", f"{s['hamming_loss']:.3f}"),
+             ("labels per image", f"{s['cardinality']:.2f} true / {s['predicted_cardinality']:.2f} predicted"),
+             ("images", str(s["n"]))]
+    head = "".join(f'<div class="card"><div class="value">{escape(v)}</div><div class="label">{escape(k)}</div></div>'
+                   for k, v in cards)
+    model = report["model"]
+    meta = (f"run <code>{escape(report['run'])}</code> &middot; data <code>{escape(report['data'])}</code> "
+            f"({escape(report['split'])}) &middot; {escape(model['arch'])}, mode {escape(model['mode'])} &middot; "
+            f"multi-label, {s['labels']} labels &middot; {escape(report['created'])}")
+    missed = ", ".join(escape(name) for name in s["most_missed"])
+    pairs = [[a, b, n] for a, b, n in s["false_positive_pairs"]]
+    fitted = report.get("calibration") or {}
+    thresholds = (f" Each label's threshold was tuned for F1 on {escape(fitted['fitted_on'])}: micro F1 "
+                  f"{fitted['micro_f1_before']:.3f} at 0.5 -> {fitted['micro_f1_after']:.3f} there."
+                  if fitted.get("method") == "thresholds" else "")
+    words = _multilabel_words(s)
+    rows = [[r["label"], f"{r['ap']:.3f}" if r["ap"] is not None else "-", f"{r['precision']:.3f}",
+             f"{r['recall']:.3f}", f"{r['f1']:.3f}", r["support"], r["predicted"], f"{r['threshold']:.2f}"]
+            for r in sorted(s["per_label"], key=lambda r: (r["ap"] is None, r["ap"] or 0))]
+    sections = [
+        f'<header><h1>{escape(report["title"])}</h1><p class="meta">{meta}</p><div class="cards">{head}</div></header>',
+        _section("diagnosis", "What it means", f"<p>{words}</p>"),
+        _section("learning", "Learning curves", _img(figures.get("learning_curves"), "learning curves")
+                 or "<p>No per-epoch history in this run.</p>"),
+        _section("labels", "Per label (worst AP first)",
+                 f"<p>A label is predicted when its probability reaches its threshold.{thresholds}</p>"
+                 + _table(["label", "AP", "precision", "recall", "F1", "images", "predicted", "threshold"],
+                          rows, "numbers")),
+        _section("errors", "What it misses and what it adds",
+                 f"<p>Lowest recall: {missed or 'none'}.</p>"
+                 + (_table(["label present", "label wrongly added", "images"], pairs, "numbers") if pairs
+                    else "<p>No false positives.</p>")),
+        _gallery_multilabel(gallery),
+        _skipped(report.get("skipped", [])),
+        _footer(report),
+    ]
+    page = _PAGE.format(title=escape(report["title"]), body="\n".join(x for x in sections if x))
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _multilabel_words(s: dict[str, Any]) -> str:
+    """The diagnosis in plain words for a multi-label evaluation."""
+    said = [f"The model ranks the right labels first with a mean average precision of {s['mAP']:.2f}, and gets "
+            f"the whole label set of {s['accuracy']:.0%} of the images exactly right."]
+    if s["predicted_cardinality"] < 0.8 * s["cardinality"]:
+        said.append("It predicts fewer labels than the images carry: it misses labels more than it invents them "
+                    "(lower thresholds, or more photos of the most-missed labels).")
+    elif s["predicted_cardinality"] > 1.25 * s["cardinality"]:
+        said.append("It predicts more labels than the images carry: false positives dominate (raise thresholds, "
+                    "or look at the pairs below: a label often added beside another may look alike or be "
+                    "missing from the annotations).")
+    weak = [r["label"] for r in s["per_label"] if r["ap"] is not None and r["ap"] < 0.5]
+    if weak:
+        said.append(f"Labels the model has not learned (AP below 0.5): {', '.join(weak[:8])}"
+                    + (" and more" if len(weak) > 8 else "") + ". They need more, or clearer, photos.")
+    return " ".join(escape(x) for x in said)
+
+
+def _gallery_multilabel(gallery: list[GalleryItem]) -> str:
+    if not gallery:
+        return _section("mistakes", "Most confident false positives", "<p>No false positives.</p>")
+    tiles = "".join(
+        f'<figure><img alt="{escape(Path(g.path).name)}" src="data:image/jpeg;base64,{_jpeg(g.thumbnail)}">'
+        f"<figcaption>added <b>{escape(g.predicted_label)}</b> {g.probability:.2f}<br>true: {escape(g.true_label)}"
+        f'<br><span class="path">{escape(g.path)}</span></figcaption></figure>' for g in gallery)
+    return _section("mistakes", "Most confident false positives",
+                    "<p>Labels the model added with the most confidence. A true label missing from the "
+                    f"annotation looks exactly like this: check them first.</p><div class=\"gallery\">{tiles}</div>")
+
+
 def _figures(report: dict[str, Any], gallery: list[GalleryItem]) -> dict[str, bytes]:
     from ocula.evaluate import plots  # matplotlib costs ~0.4 s to import: only when a report is drawn
 

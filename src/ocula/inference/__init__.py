@@ -9,7 +9,7 @@ nor ONNX Runtime: each engine loads its runtime when it is built.
 
 from ocula.inference.engines import OnnxEngine, TorchEngine, cpu_count
 from ocula.inference.predictor import (BACKENDS, MAX_PIXELS, Batch, Gate, Prediction, Predictor, Prepared,
-                                      check_min_confidence, prediction_record)
+                                      check_min_confidence, multilabel_record, prediction_record)
 
 __all__ = ["BACKENDS", "MAX_PIXELS", "Batch", "Gate", "OnnxEngine", "Prediction", "Predictor", "Prepared", "TorchEngine",
-           "check_min_confidence", "cpu_count", "prediction_record"]
+           "check_min_confidence", "cpu_count", "multilabel_record", "prediction_record"]

@@ -84,7 +84,7 @@ class TorchEngine:
     name = "pytorch"
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, *, source: Path,
-                 threads: int | None = None, temperature: float = 1.0) -> None:
+                 threads: int | None = None, temperature: float = 1.0, multi_label: bool = False) -> None:
         import torch
 
         if threads:
@@ -93,6 +93,7 @@ class TorchEngine:
         self.model = model.eval()
         self.preprocessing = preprocessing
         self.temperature = temperature  # the card's: logits / T before the softmax
+        self.multi_label = multi_label  # independent sigmoids instead of the softmax
         self.source = Path(source)
         self._torch = torch
 
@@ -111,11 +112,12 @@ class TorchEngine:
             model.load_state_dict(state)  # type: ignore[arg-type]
         except Exception as error:  # weights of another model: say so in one line
             raise ModelError(f"cannot load {weights}: {first_line(error)}") from None
-        return cls(model, card.preprocessing, source=weights, threads=threads, temperature=card.temperature)
+        return cls(model, card.preprocessing, source=weights, threads=threads, temperature=card.temperature,
+                   multi_label=card.multi_label)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(images)).contiguous(memory_format=torch.channels_last)
-            logits = self.model(self.preprocessing.normalize(x)).float()
-            return torch.softmax(logits / self.temperature, dim=1).numpy()
+            logits = self.model(self.preprocessing.normalize(x)).float() / self.temperature
+            return (torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)).numpy()

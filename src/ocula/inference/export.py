@@ -53,16 +53,19 @@ class Export:
 
 class WithPreprocessing(nn.Module):
     """uint8 NCHW images -> class probabilities: normalisation, model, the card's temperature and
-    softmax in one graph."""
+    softmax (independent sigmoids for a multi-label model) in one graph."""
 
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing, temperature: float = 1.0) -> None:
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing, temperature: float = 1.0,
+                 multi_label: bool = False) -> None:
         super().__init__()
         self.model = model
         self.preprocessing = preprocessing
         self.temperature = temperature
+        self.multi_label = multi_label
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(self.preprocessing.normalize(images)) / self.temperature, dim=1)
+        logits = self.model(self.preprocessing.normalize(images)) / self.temperature
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
 
 
 def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # noqa: A002 (the CLI's word)
@@ -73,7 +76,7 @@ def export(run: str | os.PathLike[str], *, format: str = "onnx") -> Export:  # n
     began = time.perf_counter()
     card = ModelCard.from_json(run_dir.card)
     engine = TorchEngine.load(card, run_dir.weights)
-    wrapped = WithPreprocessing(engine.model, card.preprocessing, card.temperature).eval()
+    wrapped = WithPreprocessing(engine.model, card.preprocessing, card.temperature, card.multi_label).eval()
     predictor = Predictor(card, engine)
     batch, checked_on = _check_batch(predictor, run_dir)
     target = run_dir.model_dir / "model.onnx"

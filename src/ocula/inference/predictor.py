@@ -92,6 +92,7 @@ class Prediction:
     ranked: list[tuple[str, float]]
     error: ImageError | None = None
     rejection: str | None = None  # why the image got no label (see ``Gate``)
+    chosen: list[str] | None = None  # multi-label: every label at or above its threshold
 
     @property
     def rejected(self) -> bool:
@@ -302,12 +303,15 @@ class Predictor:
         image whose top probability is below ``min_confidence`` is ``rejected``."""
         gate = self.gate(min_confidence)
         k = min(top_k, len(self.labels))
+        thresholds = self.card.decision_thresholds()
         found: dict[int, Prediction] = {}
         for batch in self.stream(paths):
             for i, row, image in zip(batch.positions, batch.probabilities, batch.prepared):  # type: ignore[arg-type]
                 order = np.argsort(-row, kind="stable")[:k]
+                chosen = ([self.labels[j] for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
+                          if self.card.multi_label else None)
                 found[i] = Prediction(paths[i], [(self.labels[j], float(row[j])) for j in order],
-                                      rejection=gate.why(row, image) if gate else None)
+                                      rejection=gate.why(row, image) if gate else None, chosen=chosen)
             for i, error in batch.failed:
                 found[i] = Prediction(paths[i], [], error)
         return [found[i] for i in range(len(paths))]
@@ -334,6 +338,20 @@ def prediction_record(source: str, row: np.ndarray, labels: Sequence[str], k: in
     if k > 1:
         order = np.argsort(-row, kind="stable")[:k]
         record["top_k"] = [[labels[j], round(float(row[j]), 6)] for j in order]
+    return record
+
+
+def multilabel_record(source: str, row: np.ndarray, labels: Sequence[str], thresholds: Sequence[float],
+                      true_labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """One line of ``ocula batch`` for a multi-label model: the ``labels`` at or above their
+    thresholds (most probable first) with their ``scores``, every class's ``probabilities``, and
+    ``true_labels`` when known."""
+    chosen = [j for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
+    record: dict[str, Any] = {"source": source, "labels": [labels[j] for j in chosen],
+                              "scores": [round(float(row[j]), 6) for j in chosen],
+                              "probabilities": [round(float(p), 6) for p in row]}
+    if true_labels is not None:
+        record["true_labels"] = list(true_labels)
     return record
 
 

@@ -41,6 +41,10 @@ class ModelCard:
     # Per image statistic (ocula.data.stats), the [low, high] range of the training photos: with a
     # reject option, an image outside it gets no label. Empty: not recorded (cards before it).
     image_ranges: dict[str, list[float]] = field(default_factory=dict)
+    # Multi-label: independent sigmoid probabilities per class; a class is predicted when its
+    # probability reaches its threshold (tuned on validation). Single-label cards: False, [].
+    multi_label: bool = False
+    thresholds: list[float] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -76,6 +80,10 @@ class ModelCard:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    def decision_thresholds(self) -> list[float]:
+        """Multi-label: each class's threshold (0.5 where none was tuned)."""
+        return self.thresholds or [0.5] * len(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -137,12 +145,17 @@ class ModelCard:
                 metrics={_str(k): float(v) for k, v in dict(data.get("metrics", {})).items()},
                 temperature=_temperature(data.get("temperature", 1.0), where),
                 image_ranges=_ranges(data.get("image_ranges", {}), where),
+                multi_label=_bool(data.get("multi_label", False), where, "multi_label"),
+                thresholds=_thresholds(data.get("thresholds", []), where),
                 format_version=version,
             )
         except (TypeError, ValueError) as exc:
             raise ModelError(f"model card {where} has a bad value: {exc}", hint="re-export the model") from None
         if not card.labels:
             raise ModelError(f"model card {where} has no labels")
+        if card.thresholds and len(card.thresholds) != len(card.labels):
+            raise ModelError(f"model card {where} has {len(card.thresholds)} thresholds for {len(card.labels)} labels",
+                             hint="retrain the run, or remove the thresholds to use 0.5 for every label")
         if len(set(card.labels)) != len(card.labels):
             dupes = sorted({label for label in card.labels if card.labels.count(label) > 1})
             raise ModelError(f"model card {where} repeats label(s): {', '.join(dupes)}")
@@ -169,6 +182,20 @@ def find_card(run_or_model_dir: str | os.PathLike[str]) -> Path:
         f"no model card in {path}",
         hint=f"expected {path / 'model' / CARD_NAME} or {path / CARD_NAME}; pass a run directory or its model/ folder",
     )
+
+
+def _bool(value: Any, where: str, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ModelError(f"model card {where} has a bad {name} {value!r}: true or false is expected")
+    return value
+
+
+def _thresholds(value: Any, where: str) -> list[float]:
+    if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in value):
+        raise ModelError(f"model card {where} has bad thresholds: a list of probabilities in [0, 1] is expected",
+                         hint="retrain the run, or remove the thresholds to use 0.5 for every label")
+    return [float(v) for v in value]
 
 
 def _temperature(value: Any, where: str) -> float:

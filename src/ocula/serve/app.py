@@ -204,6 +204,11 @@ def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAP
         reasons = None if gate is None else await loop.run_in_executor(decoder, _reasons, gate, rows, prepared)
         answers = [_format(row, predictor.labels, verbose, top_k, None if reasons is None else reasons[i] or "")
                    for i, row in enumerate(rows)]
+        if verbose and predictor.card.multi_label:  # independent probabilities: every label above its threshold
+            thresholds = predictor.card.decision_thresholds()
+            for answer, row in zip(answers, rows):
+                answer["predicted_labels"] = [predictor.labels[j] for j in np.argsort(-row, kind="stable")
+                                              if row[j] >= thresholds[j]]
         if explain:
             pictures = await loop.run_in_executor(decoder, _explain, settings.explainer, predictor, prepared, rows)
             for answer, picture in zip(answers, pictures):

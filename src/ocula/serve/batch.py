@@ -34,7 +34,8 @@ from rich.text import Text
 
 from ocula.data.readers import IMAGE_EXTENSIONS, load_source
 from ocula.errors import DataError, Interrupted, UsageError
-from ocula.inference import Predictor, check_min_confidence, prediction_record
+from ocula.data.dataset import LABEL_SEPARATOR
+from ocula.inference import Predictor, check_min_confidence, multilabel_record, prediction_record
 from ocula.storage import RunDir
 
 FOLDER_FORMATS = frozenset({"class_folders", "split_folders"})  # load_source layouts that are "just a folder"
@@ -160,9 +161,15 @@ def score(
                 closing(predictor.stream([item.source for item in todo], batch_size=batch_size)) as batches:
             for batch in batches:
                 if batch.positions:
-                    lines = [prediction_record(todo[i].source, row, labels, k, todo[i].true_label, gate, image)
-                             for i, row, image in zip(batch.positions, batch.probabilities,  # type: ignore[arg-type]
-                                                      batch.prepared)]
+                    if predictor.card.multi_label:  # the labels above their thresholds, every probability
+                        thresholds = predictor.card.decision_thresholds()
+                        lines = [multilabel_record(todo[i].source, row, labels, thresholds,
+                                                   _true_labels(todo[i].true_label))
+                                 for i, row in zip(batch.positions, batch.probabilities)]  # type: ignore[arg-type]
+                    else:
+                        lines = [prediction_record(todo[i].source, row, labels, k, todo[i].true_label, gate, image)
+                                 for i, row, image in zip(batch.positions, batch.probabilities,  # type: ignore[arg-type]
+                                                          batch.prepared)]
                     append(fd, "".join(json.dumps(line) + "\n" for line in lines).encode("utf-8"), out_path,
                            result.written)
                     result.rejected += sum(bool(line.get("rejected")) for line in lines)
@@ -324,3 +331,8 @@ class progress_bar:  # noqa: N801 - used as a function: ``with progress_bar(...)
 
     def __exit__(self, *exc: object) -> None:
         self.bar.__exit__(*exc)
+
+
+def _true_labels(label: str | None) -> list[str] | None:
+    """A labelled item's classes (a multi-label sample's label joins them with ``|``)."""
+    return None if label is None else label.split(LABEL_SEPARATOR)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocula.data.decode_cache import DecodeCache
 from ocula.evaluate import accuracy, top_k_accuracy
+from ocula.evaluate.multilabel import mean_average_precision, subset_accuracy
 
 
 @dataclass
@@ -25,7 +26,11 @@ class Split:
 
     paths: list[str]
     digests: list[str]
-    labels: np.ndarray
+    labels: np.ndarray  # class index per image; multi-label: N x K of 0/1
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -38,10 +43,11 @@ class CachedImages(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         array = np.array(self.cache.load(self.split.digests[i]))  # copy out of the memory map
         image = torch.from_numpy(array).permute(2, 0, 1)
-        return self.transform(image), int(self.split.labels[i])
+        label = self.split.labels[i]
+        return self.transform(image), torch.from_numpy(label.astype(np.float32)) if label.ndim else int(label)
 
 
 def cpu_budget(threads: int | None) -> tuple[int, int]:
@@ -94,8 +100,17 @@ def predict(
 
 
 def scores(prefix: str, labels: np.ndarray, logits: np.ndarray, top_k: int) -> dict[str, float]:
-    """Loss, accuracy and top-k accuracy under SageMaker's metric names."""
+    """Loss, accuracy and top-k accuracy under SageMaker's metric names. Multi-label (``labels``
+    N x K): binary cross-entropy, subset accuracy at 0.5 and mAP (``<prefix>:mAP``) instead."""
     logits_t = torch.from_numpy(logits)
+    if labels.ndim == 2:
+        target = torch.from_numpy(labels.astype(np.float32))
+        probs = torch.sigmoid(logits_t).numpy()
+        return {
+            f"{prefix}:loss": float(F.binary_cross_entropy_with_logits(logits_t, target).item()) if len(labels) else 0.0,
+            f"{prefix}:accuracy": subset_accuracy(labels, probs >= 0.5),
+            f"{prefix}:mAP": mean_average_precision(labels, probs),
+        }
     loss = float(F.cross_entropy(logits_t, torch.from_numpy(labels)).item()) if len(labels) else 0.0
     probs = torch.softmax(logits_t, dim=1).numpy()
     return {

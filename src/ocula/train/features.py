@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 
 from ocula.train.batches import loader, scores
 from ocula.storage.log import RunLog
+from ocula.train.loop import correct as count_correct
 from ocula.train.schedule import set_lr
 
 
@@ -96,7 +97,7 @@ def head_epochs(
             optimizer.step()
             step += 1
             loss_sum += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += count_correct(logits, y)
         classifier.eval()
         with torch.inference_mode():
             val_logits = classifier(val_features).numpy()

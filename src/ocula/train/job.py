@@ -22,7 +22,7 @@ from torch.utils.data import WeightedRandomSampler
 from torchvision.transforms import v2
 
 from ocula.config import TrainConfig, parse_duration
-from ocula.data import DataSource, audit, load_source, stratified_split
+from ocula.data import DataSource, Sample, audit, load_source, stratified_split
 from ocula.data.augment import consistency_views, get_policy, mix_batch, random_erasing
 from ocula.data.corruptions import MILD, mild_copies
 from ocula.data.decode_cache import DecodeCache, default_cache_dir
@@ -36,6 +36,7 @@ from ocula.evaluate.calibration import fit_temperature, rescale
 from ocula.evaluate.job import assess
 from ocula.evaluate.metrics import calibration as calibration_of
 from ocula.evaluate.metrics import log_loss
+from ocula.evaluate.multilabel import summarize_multilabel, tune_thresholds
 from ocula.inference import Predictor
 from ocula.inference.engines import keep_freed_memory
 from ocula.storage import RunDir, RunIndex, lease, new_run_id, read_json, read_yaml, write_json, write_yaml
@@ -118,7 +119,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     else:
         saved = read_json(run.split)
         classes, how = saved["classes"], saved["how"]
-        train_split, val_split = _split(saved["train"]), _split(saved["val"])
+        train_split, val_split = _split(saved["train"], len(classes)), _split(saved["val"], len(classes))
 
     # On resume too: the same starting weights give the same preprocessing and provenance;
     # the checkpoint's tensors replace them below.
@@ -139,15 +140,25 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
             log.warn(f"skipped {path}: {reason}")
         train_split, val_split = _without(train_split, cache.failed), _without(val_split, cache.failed)
 
-    counts = np.bincount(train_split.labels, minlength=len(classes))
-    balance, class_weights, imbalance_note = _imbalance(cfg, counts)
+    multi = train_split.multi_label
+    if multi:
+        balance, class_weights = "none", None
+        per_image = float(train_split.labels.sum(1).mean())
+        imbalance_note = (f"multi-label: {len(classes)} labels, {per_image:.2f} per training image on average; "
+                          "binary cross-entropy per label, thresholds tuned on validation")
+        criterion: nn.Module = nn.BCEWithLogitsLoss()
+    else:
+        counts = np.bincount(train_split.labels, minlength=len(classes))
+        balance, class_weights, imbalance_note = _imbalance(cfg, counts)
+        criterion = nn.CrossEntropyLoss(weight=class_weights if balance == "weights" else None,
+                                        label_smoothing=cfg.label_smoothing)
     log.line(imbalance_note)
-    history = History(patience=cfg.patience, min_epochs=cfg.min_epochs)
+    history = History(patience=cfg.patience, min_epochs=cfg.min_epochs,
+                      metric="validation:mAP" if multi else "validation:accuracy")
     job = Job(
         cfg=cfg, model=model, pre=pre, cache=cache, train=train_split, val=val_split, log=log,
         workers=workers, policy=get_policy(cfg.augment, size), clean=v2.CenterCrop(size),
-        criterion=nn.CrossEntropyLoss(weight=class_weights if balance == "weights" else None,
-                                      label_smoothing=cfg.label_smoothing),
+        criterion=criterion,
         sample_weights=class_weights[train_split.labels] if balance == "sampler" else None,
         deadline=began + cfg.budget_seconds if cfg.budget_seconds else None,
         from_scratch=cfg.pretrained == "none"
@@ -203,11 +214,15 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         pre, labels=classes, arch=cfg.model, mode=cfg.mode, pretrained=weights_from,
         metrics={k: v for k, v in best.items() if k != "epoch"},
     )
+    card.multi_label = multi
     card.image_ranges = typical_ranges([image_stats(cache.load(train_split.digests[i]))
                                         for i in _spread(len(train_split), RANGE_SAMPLE)])
     card.to_json(run.card)
-    calibration = _calibrate(run, card, val_split, log, shifted=cfg.calibrate == "phone") \
-        if cfg.calibrate != "none" else {"method": "none"}
+    if multi:
+        calibration = _thresholds(run, card, val_split, log)
+    else:
+        calibration = _calibrate(run, card, val_split, log, shifted=cfg.calibrate == "phone") \
+            if cfg.calibrate != "none" else {"method": "none"}
     wall = time.perf_counter() - began
     write_json(run.metrics, {
         "epochs": history.epochs, "best": best, "wall_seconds": round(wall, 2),
@@ -220,13 +235,13 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     index.record(run.id, status="completed", classes=len(classes), epochs=len(history.epochs),
                  val_accuracy=best.get("validation:accuracy"), wall_seconds=round(wall, 2))
     lease.release(run.path)
+    second = "validation:mAP" if multi else "validation:top_k_accuracy"
     log.line(f"best epoch {best.get('epoch')}: validation:accuracy={best.get('validation:accuracy', 0):.4f} "
-             f"validation:top_k_accuracy={best.get('validation:top_k_accuracy', 0):.4f} "
-             f"in {wall:.0f}s")
+             f"{second}={best.get(second, 0):.4f} in {wall:.0f}s")
     # The same report `ocula evaluate` writes, for the validation set, from the saved artifacts alone
     # (on PyTorch: exporting first would cost more than scoring the validation images).
     assess(Predictor.from_run(run.path, backend="torch", max_pixels=None), list(zip(val_split.paths,
-           val_split.labels.tolist())), run_dir=run, out=run.path, data=cfg.data, split="validation", top_k=cfg.top_k,
+           _label_items(val_split))), run_dir=run, out=run.path, data=cfg.data, split="validation", top_k=cfg.top_k,
            log=log, metrics_name="evaluation.json", predictions_name="evaluation_predictions.jsonl",
            calibration=calibration)
     return Run(run.path)
@@ -235,6 +250,27 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
 def _spread(n: int, most: int) -> range:
     """At most ``most`` indices spread evenly over ``range(n)``."""
     return range(0, n, max(1, -(-n // most)))
+
+
+def _thresholds(run: RunDir, card: ModelCard, val: Split, log: RunLog) -> dict[str, Any]:
+    """Multi-label: each label's decision threshold, the one with the best F1 on the validation
+    images (scored from the saved weights through the one inference path), into the card."""
+    predictor = Predictor.from_run(run.path, backend="torch", max_pixels=None)
+    probabilities, rows = [], []
+    with log.progress("tuning thresholds", len(val)) as advance:
+        for batch in predictor.stream(val.paths, batch_size=32):
+            probabilities.append(batch.probabilities)
+            rows.extend(batch.positions)
+            advance(len(batch.positions) + len(batch.failed))
+    p, y = np.concatenate(probabilities), val.labels[rows]
+    card.thresholds = tune_thresholds(y, p)
+    card.to_json(run.card)
+    before = summarize_multilabel(y, p, card.labels)
+    after = summarize_multilabel(y, p, card.labels, card.thresholds)
+    log.line(f"thresholds tuned per label on {len(y)} validation images: micro F1 {before['micro_f1']:.3f} at 0.5 "
+             f"-> {after['micro_f1']:.3f} (thresholds {min(card.thresholds):.2f} to {max(card.thresholds):.2f})")
+    return {"method": "thresholds", "fitted_on": f"the validation split ({len(y)} images)",
+            "thresholds": card.thresholds, "micro_f1_before": before["micro_f1"], "micro_f1_after": after["micro_f1"]}
 
 
 def _calibrate(run: RunDir, card: ModelCard, val: Split, log: RunLog, *, shifted: bool) -> dict[str, Any]:
@@ -294,7 +330,7 @@ def _prepare_data(cfg: TrainConfig, source: DataSource, val_source: DataSource |
         if finding.level == "error":
             log.warn(f"data audit error: {finding.message}")
     train = report.usable(combined.train)
-    present = {s.label for s in train}
+    present = {name for s in train for name in s.names}
     classes = [c for c in source.classes if c in present]
     if len(classes) < 2:
         found = f"only the class {classes[0]!r}" if classes else "no usable images"
@@ -306,19 +342,42 @@ def _prepare_data(cfg: TrainConfig, source: DataSource, val_source: DataSource |
     else:
         val = report.usable(val)
         how = "validation set given"
-    unknown_labels = sorted({s.label for s in val} - present)
+    unknown_labels = sorted({name for s in val for name in s.names} - present)
     if unknown_labels:
-        log.warn(f"validation images of classes absent from training are left out: {unknown_labels}")
-        val = [s for s in val if s.label in present]
+        log.warn(f"validation labels absent from training are left out: {unknown_labels}")
+        val = [_known(s, present) for s in val if any(name in present for name in s.names)]
     if not val:
         raise DataError("no usable validation images", hint="give --val DATA or more images per class")
     index = {c: i for i, c in enumerate(classes)}
+    multi = cfg.multi_label or source.multi_label or bool(val_source and val_source.multi_label)
 
     def to_split(samples: list) -> Split:
-        return Split(paths=[s.path for s in samples], digests=[report.digests[s.path] for s in samples],
-                     labels=np.array([index[s.label] for s in samples], dtype=np.int64))
+        if multi:
+            labels = np.zeros((len(samples), len(classes)), dtype=np.uint8)
+            for row, s in enumerate(samples):
+                labels[row, [index[name] for name in s.names]] = 1
+        else:
+            labels = np.array([index[s.label] for s in samples], dtype=np.int64)
+        return Split(paths=[s.path for s in samples], digests=[report.digests[s.path] for s in samples], labels=labels)
 
     return classes, to_split(train), to_split(val), how
+
+
+def _targets(split: Split) -> torch.Tensor:
+    """Training targets: class indices, or (multi-label) N x K floats for the binary cross-entropy."""
+    return torch.from_numpy(split.labels.astype(np.float32) if split.multi_label else split.labels)
+
+
+def _label_items(split: Split) -> list[Any]:
+    """What ``assess`` takes per image: the class index, or (multi-label) the tuple of indices."""
+    if split.multi_label:
+        return [tuple(np.flatnonzero(row).tolist()) for row in split.labels]
+    return split.labels.tolist()
+
+
+def _known(sample: Sample, present: set[str]) -> Sample:
+    """A validation sample without the labels training never shows (multi-label: the rest stay)."""
+    return sample if not sample.labels else Sample.multi(sample.path, [n for n in sample.labels if n in present])
 
 
 def _mean(values: Any) -> float | None:
@@ -332,12 +391,20 @@ def _without(split: Split, paths: dict[str, str]) -> Split:
 
 
 def _rows(split: Split) -> list[list[Any]]:
+    """split.json rows: path, class index (multi-label: the list of class indices), content hash."""
+    if split.multi_label:
+        return [[p, np.flatnonzero(y).tolist(), d] for p, y, d in zip(split.paths, split.labels, split.digests)]
     return [[p, int(y), d] for p, y, d in zip(split.paths, split.labels, split.digests)]
 
 
-def _split(rows: list[list[Any]]) -> Split:
-    return Split(paths=[r[0] for r in rows], digests=[r[2] for r in rows],
-                 labels=np.array([r[1] for r in rows], dtype=np.int64))
+def _split(rows: list[list[Any]], classes: int) -> Split:
+    if rows and isinstance(rows[0][1], list):
+        labels = np.zeros((len(rows), classes), dtype=np.uint8)
+        for i, row in enumerate(rows):
+            labels[i, row[1]] = 1
+    else:
+        labels = np.array([r[1] for r in rows], dtype=np.int64)
+    return Split(paths=[r[0] for r in rows], digests=[r[2] for r in rows], labels=labels)
 
 
 def _imbalance(cfg: TrainConfig, counts: np.ndarray) -> tuple[str, torch.Tensor, str]:
@@ -426,7 +493,7 @@ def _head_phase(job: Job, kind: str, resume_from: dict[str, Any] | None) -> int:
         draws()
     done = 0
     for epoch, record, step in head_epochs(
-        classifier, torch.stack(views), torch.from_numpy(job.train.labels), val_features, job.val.labels,
+        classifier, torch.stack(views), _targets(job.train), val_features, job.val.labels,
         epochs=epochs, start_epoch=start, optimizer=optimizer, step=step,
         total_steps=math.ceil(len(job.train) / batch) * epochs, criterion=job.criterion,
         drop_rate=cfg.drop_rate, batch_size=batch, top_k=cfg.top_k, draws=draws,

@@ -50,19 +50,30 @@ def train_step(
     if views:
         groups = logits.chunk(views)
         logits = groups[0]
-        loss = criterion(logits, target) + consistency * jensen_shannon(groups)
+        loss = criterion(logits, target) + consistency * jensen_shannon(groups, multi_label=y.dim() == 2)
     else:
         loss = criterion(logits, target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.item() * len(y), int((logits.argmax(1) == y).sum())
+    return loss.item() * len(y), correct(logits, y)
 
 
-def jensen_shannon(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def correct(logits: torch.Tensor, y: torch.Tensor) -> int:
+    """Images answered right: the top class, or (multi-label, ``y`` N x K) the whole label set at 0.5."""
+    if y.dim() == 2:
+        return int(((logits > 0) == (y > 0.5)).all(1).sum())
+    return int((logits.argmax(1) == y).sum())
+
+
+def jensen_shannon(logits: tuple[torch.Tensor, ...], multi_label: bool = False) -> torch.Tensor:
     """Mean Jensen-Shannon divergence between the predictions of several views of each image
-    (Hendrycks et al., AugMix, 2020): zero when every view gets the same probabilities."""
-    probabilities = [F.softmax(group, dim=1) for group in logits]
+    (Hendrycks et al., AugMix, 2020): zero when every view gets the same probabilities.
+    ``multi_label``: each label is its own yes/no distribution, summed over labels."""
+    if multi_label:
+        probabilities = [torch.stack([torch.sigmoid(g), torch.sigmoid(-g)], dim=-1).flatten(1) for g in logits]
+    else:
+        probabilities = [F.softmax(group, dim=1) for group in logits]
     log_mixture = torch.clamp(sum(probabilities) / len(probabilities), 1e-7, 1).log()
     return sum(F.kl_div(log_mixture, p, reduction="batchmean") for p in probabilities) / len(probabilities)
 
@@ -139,7 +150,7 @@ def measure_step_seconds(
             break
         images = len(y)  # a training image with its augmented views counts once
         if x.dim() == 5:  # view groups: every view goes through the model
-            x, y = x.flatten(0, 1), y.repeat_interleave(x.shape[1])
+            x, y = x.flatten(0, 1), y.repeat_interleave(x.shape[1], dim=0)
         x = normalize(x.contiguous(memory_format=torch.channels_last))
         loss = criterion(model(x), y)
         loss.backward()

@@ -36,12 +36,13 @@ class History:
     min_epochs: int
     epochs: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=dict)
+    metric: str = "validation:accuracy"  # multi-label runs choose by validation:mAP
 
     def add(self, record: dict[str, Any]) -> bool:
-        """Record one epoch; True when it is the best so far (by validation accuracy, then loss)."""
+        """Record one epoch; True when it is the best so far (by ``metric``, then loss)."""
         self.epochs.append(record)
-        key = (record["validation:accuracy"], -record["validation:loss"])
-        if not self.best or key > (self.best["validation:accuracy"], -self.best["validation:loss"]):
+        key = (record[self.metric], -record["validation:loss"])
+        if not self.best or key > (self.best[self.metric], -self.best["validation:loss"]):
             self.best = dict(record)
             return True
         return False
