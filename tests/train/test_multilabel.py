@@ -96,6 +96,12 @@ def test_predict_batch_and_endpoint_answer_with_several_labels(run, tmp_path):
 def test_backbone_training_with_phone_consistency_and_mixup(tmp_path):
     (tmp_path / "data").mkdir()
     data = _dataset(tmp_path / "data", 40, seed=3)
+    with data.open("a") as f:
+        f.write("unlabelled.png,\n")  # listed and left out; the other rows train
+    result = run_cli("train", str(data), "--mode", "head", "--epochs", "1", "--out", str(tmp_path / "cli"),
+                     "--runs-root", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "labels.csv:42: unlabelled.png has no label; row left out" in result.stdout
     for options in ({"augment": "phone"}, {"augment": "crop", "mix": "mixup"}):
         run = ocula.train(str(data), mode="full", model="small_cnn", pretrained="none", epochs=1, image_size=64,
                           out=str(tmp_path / options["augment"]), runs_root=str(tmp_path), quiet=True, **options)

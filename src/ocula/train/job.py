@@ -324,6 +324,8 @@ def _prepare_data(cfg: TrainConfig, source: DataSource, val_source: DataSource |
     with log.progress("auditing images", total) as advance:
         report = audit(combined, progress=lambda done, total: advance(1))
     report.to_json(run.audit)
+    for problem in source.problems + (val_source.problems if val_source else []):
+        log.warn(problem)
     for path, reason in sorted(report.unusable.items()):
         log.warn(f"skipped {path}: {reason}")
     for finding in report.findings:
