@@ -80,7 +80,8 @@ def test_predict_batch_and_endpoint_answer_with_several_labels(run, tmp_path):
     assert set(records["two.png"]["labels"]) == {"red", "blue"} and len(records["two.png"]["probabilities"]) == 4
     assert (run.path / "model" / "model.onnx").exists()  # batch scored on ONNX Runtime: sigmoid in the graph
 
-    server = Server(str(run.path))
+    capture = tmp_path / "capture"
+    server = Server(str(run.path), "--capture-dir", str(capture))
     try:
         buffer = io.BytesIO()
         _photo(["yellow", "green"], rng).save(buffer, format="PNG")
@@ -91,6 +92,8 @@ def test_predict_batch_and_endpoint_answer_with_several_labels(run, tmp_path):
         assert status == 200 and set(verbose[0]["predicted_labels"]) == {"yellow", "green"}
     finally:
         server.stop()
+    result = run_cli("monitor", str(run.path), str(capture), "--out", str(tmp_path / "monitor.json"))
+    assert result.returncode == 0, result.stderr
 
 
 def test_backbone_training_with_phone_consistency_and_mixup(tmp_path):

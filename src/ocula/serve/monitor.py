@@ -139,7 +139,7 @@ def baseline(run: str | os.PathLike[str], *, log: Callable[[str], None] | None =
             width, height = prepared.size
             stats = {**image_stats(prepared.array), "width": width, "height": height,
                      "megapixels": round(width * height / 1e6, 4)}
-            images.append({"path": rows[i][0], "label": int(rows[i][1]), "predicted": int(np.argmax(row)),
+            images.append({"path": rows[i][0], "label": rows[i][1], "predicted": int(np.argmax(row)),
                            "confidence": round(float(row.max()), 6), "stats": stats})
     if not images:
         gone = skipped.get("unreadable", 0)
@@ -149,9 +149,11 @@ def baseline(run: str | os.PathLike[str], *, log: Callable[[str], None] | None =
         raise UsageError(what, hint="the baseline is computed from them once; restore them and run again")
     if skipped:
         say(f"baseline: skipped {sum(skipped.values())} validation images ({_counts(skipped)})")
-    measured = float(np.mean([i["predicted"] == i["label"] for i in images]))
+    # multi-label (a list of labels per image): right when the top label is one of the image's labels
+    measured = float(np.mean([i["predicted"] in i["label"] if isinstance(i["label"], list)
+                              else i["predicted"] == i["label"] for i in images]))
     best = read_json(run_dir.metrics).get("best", {}) if run_dir.metrics.exists() else {}
-    recorded = best.get("validation:accuracy")
+    recorded = None if predictor.card.multi_label else best.get("validation:accuracy")
     result = {
         "format": FORMAT, "run": str(run_dir.path), "created": round(time.time(), 3), "model": predictor.describe(),
         "classes": list(predictor.labels),
