@@ -62,10 +62,14 @@ def render_report(out: Path, report: dict[str, Any], gallery: list[GalleryItem])
                  + _img(figures["reliability"], "reliability diagram")),
         _selective(report["summary"].get("selective"), figures.get("coverage")),
         _gallery(gallery, report["summary"]),
-        _skipped(report.get("skipped", [])),
-        _footer(report),
     ]
-    page = _PAGE.format(title=escape(report["title"]), body="\n".join(s for s in sections if s))
+    return _write_page(out, report, sections)
+
+
+def _write_page(out: Path, report: dict[str, Any], sections: list[str]) -> Path:
+    """The sections, then the skipped files and the footer, as ``out/report.html``."""
+    sections = [*sections, _skipped(report.get("skipped", [])), _footer(report)]
+    page = _PAGE.format(title=escape(report["title"]), body="\n".join(x for x in sections if x))
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -117,13 +121,8 @@ def render_multilabel_report(out: Path, report: dict[str, Any], gallery: list[Ga
                  + (_table(["label present", "label wrongly added", "images"], pairs, "numbers") if pairs
                     else "<p>No false positives.</p>")),
         _gallery_multilabel(gallery),
-        _skipped(report.get("skipped", [])),
-        _footer(report),
     ]
-    page = _PAGE.format(title=escape(report["title"]), body="\n".join(x for x in sections if x))
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return _write_page(out, report, sections)
 
 
 def _multilabel_words(s: dict[str, Any]) -> str:
