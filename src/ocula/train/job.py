@@ -53,6 +53,9 @@ BASE_LR = {"head": 2e-3, "finetune": 2e-3, "last": 1e-3, "full": 3e-3}
 DEFAULT_EPOCHS = {"head": 10, "finetune": 5, "last": 8, "full": 30}
 MAX_EXTRA_VIEWS = 2  # grocery, 10 head epochs: 3 views 0.733 in 110 s, 5 views 0.750 in 211 s (BENCHMARKS.md)
 FEATURE_BATCH = 64
+# Sigmoid outputs learn slower than a softmax at the same rate: grocery composites (head, 10 epochs),
+# test mAP 0.636 at the softmax head's rate, 0.689 at 5x (BENCHMARKS.md).
+MULTI_LABEL_HEAD_LR = 5
 MIN_CALIBRATION_IMAGES = 20  # fewer validation images than this cannot pin down even one temperature
 SHIFTED_IMAGES = 3000  # corrupted validation copies scored for --calibrate phone (2 to 20 per image)
 RANGE_SAMPLE = 2000  # training photos read again for the card's image_ranges: quantiles, not a census
@@ -142,6 +145,8 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
 
     multi = train_split.multi_label
     if multi:
+        if checkpoint is None and not Path(cfg.pretrained).exists():
+            _prior_bias(model, train_split.labels)
         balance, class_weights = "none", None
         per_image = float(train_split.labels.sum(1).mean())
         imbalance_note = (f"multi-label: {len(classes)} labels, {per_image:.2f} per training image on average; "
@@ -365,6 +370,17 @@ def _prepare_data(cfg: TrainConfig, source: DataSource, val_source: DataSource |
     return classes, to_split(train), to_split(val), how
 
 
+def _prior_bias(model: nn.Module, labels: np.ndarray) -> None:
+    """Start a fresh multi-label classifier at each label's training frequency (logit of it), as
+    the focal-loss paper does: with many labels each rare, the first epochs otherwise go into
+    learning that most labels are absent."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear) and head.bias is not None:
+        share = np.clip(labels.mean(0), 1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            head.bias.copy_(torch.from_numpy(np.log(share / (1 - share))).float())
+
+
 def _targets(split: Split) -> torch.Tensor:
     """Training targets: class indices, or (multi-label) N x K floats for the binary cross-entropy."""
     return torch.from_numpy(split.labels.astype(np.float32) if split.multi_label else split.labels)
@@ -481,7 +497,7 @@ def _head_phase(job: Job, kind: str, resume_from: dict[str, Any] | None) -> int:
         views.append(extract_all(job.train, True, f"features (augmented view {v + 1}/{extra})"))
     log.line(f"head on cached features: {len(views)} view(s) per image, {per_image * 1000:.1f} ms/image")
 
-    lr = cfg.lr or BASE_LR[kind]
+    lr = cfg.lr or BASE_LR[kind] * (MULTI_LABEL_HEAD_LR if job.train.multi_label else 1)
     optimizer = _optimizer([{"params": list(classifier.parameters()), "lr": lr, "name": "head"}],
                            cfg.weight_decay)
     batch = min(cfg.batch_size, FEATURE_BATCH)
