@@ -72,7 +72,7 @@ def test_predict_explain_writes_one_overlay_per_image(run, tmp_path):
         assert image.size == (run.card.input_size, run.card.input_size)
     assert "heatmap of blue" in result.stdout and "broken.jpg" in result.stderr
     found = Explainer.from_run(run.path).explain_files([str(good), str(bad)])
-    assert isinstance(found[0], Explanation) and isinstance(found[1], ImageError)
+    assert isinstance(found[0][0], Explanation) and len(found[0]) == 1 and isinstance(found[1], ImageError)
 
 
 def test_explain_without_weights_is_one_line(run, tmp_path):

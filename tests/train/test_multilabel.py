@@ -67,8 +67,10 @@ def test_predict_batch_and_endpoint_answer_with_several_labels(run, tmp_path):
     one = tmp_path / "one.png"
     _photo(["green"], rng).save(one)
 
-    result = run_cli("predict", str(run.path), str(two), str(one))
+    result = run_cli("predict", str(run.path), str(two), str(one), "--explain", "--explain-dir", str(tmp_path / "heat"))
     assert result.returncode == 0, result.stderr
+    heatmaps = sorted(p.name for p in (tmp_path / "heat").glob("*.png"))
+    assert heatmaps == ["001-two-blue.png", "001-two-red.png", "002-one.png"]  # one per predicted label
     lines = result.stdout.splitlines()
     chosen = [line.split("labels: ")[1] for line in lines if line.strip().startswith("labels:")]
     assert set(chosen[0].split(", ")) == {"red", "blue"} and chosen[1] == "green"

@@ -128,15 +128,19 @@ def predict(
 
 def _write_explanations(explainer: Any, images: list[str], folder: Path) -> dict[str, str]:
     """One overlay PNG per usable image (``<n>-<stem>.png``: two files may share a name)."""
-    from ocula.inference.explain import Explanation, png
+    from ocula.inference.explain import png
 
     folder.mkdir(parents=True, exist_ok=True)
-    written = {}
+    written: dict[str, str] = {}
     for n, found in enumerate(explainer.explain_files(images), start=1):
-        if isinstance(found, Explanation):
-            path = folder / f"{n:03d}-{Path(found.source).stem}.png"
-            path.write_bytes(png(found.overlay))
-            written[found.source] = f"{found.label} ({found.probability:.2f}): {path}"
+        if isinstance(found, list):  # one heatmap, or one per predicted label of a multi-label model
+            lines = []
+            for one in found:
+                suffix = f"-{one.label}" if len(found) > 1 else ""
+                path = folder / f"{n:03d}-{Path(one.source).stem}{suffix}.png"
+                path.write_bytes(png(one.overlay))
+                lines.append(f"{one.label} ({one.probability:.2f}): {path}")
+            written[images[n - 1]] = "\n  heatmap of ".join(lines)
     return written
 
 

@@ -62,21 +62,24 @@ class Explainer:
         card = ModelCard.from_json(run_dir.card)
         return cls(TorchEngine.load(card, run_dir.weights), card)
 
-    def explain_files(self, sources: list[str]) -> list[Explanation | ImageError]:
-        """The heatmap of each file's top class, in order; an unusable file is its ``ImageError``."""
-        found: dict[int, Explanation | ImageError] = {}
-        labels = self.predictor.labels
+    def explain_files(self, sources: list[str]) -> list[list[Explanation] | ImageError]:
+        """Per file, in order: the heatmap of its top class (multi-label: one per label at or above
+        its threshold, the top one when none is); an unusable file is its ``ImageError``."""
+        found: dict[int, list[Explanation] | ImageError] = dict()
+        labels, card = self.predictor.labels, self.predictor.card
+        thresholds = np.asarray(card.decision_thresholds())
         for batch in self.predictor.stream(sources):
             probs = batch.probabilities
             assert probs is not None
-            top = probs.argmax(1)
-            if not batch.positions:
-                found.update(dict(batch.failed))
-                continue
-            for i, image, heat, k, row in zip(batch.positions, batch.images, self.heatmaps(batch.images, top),
-                                              top, probs):
-                found[i] = Explanation(sources[i], labels[k], float(row[k]), overlay(image, heat))
             found.update(dict(batch.failed))
+            wanted = [(i, image, row, [int(k) for k in np.argsort(-row, kind="stable") if row[k] >= thresholds[k]]
+                       if card.multi_label else []) for i, image, row in zip(batch.positions, batch.images, probs)]
+            pairs = [(i, image, row, k) for i, image, row, chosen in wanted for k in (chosen or [int(row.argmax())])]
+            if not pairs:
+                continue
+            heat = self.heatmaps(np.stack([image for _, image, _, _ in pairs]), [k for *_, k in pairs])
+            for (i, image, row, k), h in zip(pairs, heat):
+                found.setdefault(i, []).append(Explanation(sources[i], labels[k], float(row[k]), overlay(image, h)))  # type: ignore[union-attr]
         return [found[i] for i in range(len(sources))]
 
     def heatmaps(self, images: np.ndarray, classes: np.ndarray | list[int]) -> np.ndarray:

@@ -95,6 +95,9 @@ def label_issues(data: str | Path, *, model: str = "tf_efficientnet_lite0", labe
     source = load_source(data, label_level=label_level)
     with log.progress("auditing images", sum(len(s) for s in source.splits().values())) as advance:
         report = audit(source, progress=lambda done, total: advance(1))
+    if source.multi_label:
+        raise DataError(f"{data} is multi-label: ranking label issues works on one label per image for now",
+                        hint="run it on a single-label copy of the manifest")
     samples = [(split, s) for split, items in source.splits().items() for s in report.usable(items)]
     classes = sorted({s.label for _, s in samples})
     counts = np.bincount([classes.index(s.label) for _, s in samples], minlength=len(classes))
