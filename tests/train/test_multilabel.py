@@ -111,3 +111,21 @@ def test_backbone_training_with_phone_consistency_and_mixup(tmp_path):
         run = ocula.train(str(data), mode="full", model="small_cnn", pretrained="none", epochs=1, image_size=64,
                           out=str(tmp_path / options["augment"]), runs_root=str(tmp_path), quiet=True, **options)
         assert run.card.multi_label and "validation:mAP" in json.loads((run.path / "metrics.json").read_text())["best"]
+
+
+def test_an_interrupted_multi_label_run_resumes(tmp_path):
+    (tmp_path / "data").mkdir()
+    data = _dataset(tmp_path / "data", 40, seed=5)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(record):
+        raise Stop
+
+    with pytest.raises(Stop):
+        ocula.train(str(data), mode="full", model="small_cnn", pretrained="none", epochs=2, image_size=64,
+                    out=str(tmp_path / "run"), runs_root=str(tmp_path), quiet=True, on_epoch=stop_after_first)
+    run = ocula.train(resume=str(tmp_path / "run"), quiet=True)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert run.card.multi_label and len(metrics["epochs"]) == 2 and "validation:mAP" in metrics["best"]
