@@ -13,7 +13,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from ocula.cli import TTA_HELP, automl_cmd, batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, serve_cmd, tune_cmd
+from ocula.cli import (TTA_HELP, automl_cmd, batch_cmd, data_cmd, evaluate_cmd, monitor_cmd, runs_cmd, sagemaker_cmd,
+                       serve_cmd, tune_cmd)
 from ocula.errors import DataError, OculaError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(sagemaker_cmd.app, name="sagemaker")
 app.command()(evaluate_cmd.evaluate)
 app.command()(evaluate_cmd.compare)
 # serving commands (cli/serve_cmd.py, cli/batch_cmd.py, cli/monitor_cmd.py)
