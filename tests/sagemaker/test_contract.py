@@ -89,3 +89,27 @@ def test_a_bad_hyperparameter_writes_failure_and_exits_non_zero(tmp_path, hyperp
     failure = (root / "output" / "failure").read_text()
     assert message in failure and len(failure) <= 1024
     assert "Traceback" not in result.stderr and not (root / "model" / "model").exists()
+
+
+def test_a_spot_restart_resumes_from_checkpoints(tmp_path):
+    import ocula
+    from ocula.storage import lease
+
+    root = _root(tmp_path, {"epochs": "2", "use_pretrained_model": "0"})
+
+    class Reclaimed(Exception):
+        pass
+
+    def reclaim(record):
+        raise Reclaimed  # the instance goes away after the first epoch's checkpoint
+
+    with pytest.raises(Reclaimed):
+        ocula.train(str(root / "input" / "data" / "train"), val=str(root / "input" / "data" / "validation"),
+                    model="small_cnn", pretrained="none", mode="full", epochs=2, out=str(root / "checkpoints" / "run"),
+                    runs_root=str(root / "checkpoints"), quiet=True, on_epoch=reclaim)
+    lease.release(root / "checkpoints" / "run")  # as the reclaimed instance's death would
+    result = run_cli("sagemaker", "train", "--root", str(root))
+    assert result.returncode == 0, result.stderr
+    assert "resuming the interrupted run" in result.stdout and "epoch=2 " in result.stdout
+    assert "epoch=1 " not in result.stdout.split("resuming")[1]  # epoch 1 was not trained again
+    assert (root / "model" / "metrics.json").exists()
