@@ -19,6 +19,7 @@ IMBALANCE_CHOICES = ("auto", "weights", "sampler", "none")
 MIX_CHOICES = ("none", "mixup", "cutmix")
 CALIBRATE_CHOICES = ("phone", "temperature", "none")
 LABEL_LEVELS = ("fine", "coarse")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # ocula.models.device resolves them
 AUTO_CONSISTENCY = 12.0  # AugMix's weight of the Jensen-Shannon consistency loss
 
 
@@ -72,6 +73,7 @@ class TrainConfig:
     calibrate: str = "phone"
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"  # auto: CUDA, then MPS, then the CPU
     out: str | None = None
     runs_root: str = "runs"
     cache_dir: str | None = None
@@ -110,6 +112,8 @@ class TrainConfig:
             raise unknown("mix option", self.mix, MIX_CHOICES, ConfigError)
         if self.calibrate not in CALIBRATE_CHOICES:
             raise unknown("calibration", self.calibrate, CALIBRATE_CHOICES, ConfigError)
+        if self.device not in DEVICE_CHOICES:
+            raise unknown("device", self.device, DEVICE_CHOICES, ConfigError)
 
     @property
     def consistency_weight(self) -> float:

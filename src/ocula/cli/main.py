@@ -73,6 +73,8 @@ def train(
     top_k: Annotated[Optional[int], Opt(help="k of the top-k accuracy. Default 5.")] = None,
     calibrate: Annotated[Optional[str], Opt(help="phone (default): fit a temperature, so that probabilities match accuracy, on the validation images and copies of them under mild phone-photo corruptions (holds on photos a little unlike validation); temperature: on the validation images alone; none: leave them as trained.")] = None,
     runs_root: Annotated[Optional[str], Opt(help="Folder of runs and of the run index. Default runs.")] = None,
+    device: Annotated[Optional[str], Opt(help="auto (default: CUDA, then Apple MPS, then the CPU), cpu, cuda or mps. "
+                                        "CUDA trains in mixed precision (bfloat16 where supported).")] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print only the run directory.")] = False,
 ) -> None:
     """Train a classifier by transfer learning; the last line printed is the run directory."""

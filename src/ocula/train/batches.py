@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ocula.data.decode_cache import DecodeCache
+from ocula.models.device import CPU, Device
 from ocula.evaluate import accuracy, top_k_accuracy
 from ocula.evaluate.multilabel import mean_average_precision, subset_accuracy
 
@@ -67,6 +68,7 @@ def loader(
     shuffle: bool = False,
     sampler: Sampler | None = None,
     generator: torch.Generator | None = None,
+    pin_memory: bool = False,
 ) -> DataLoader:
     return DataLoader(
         dataset,
@@ -77,6 +79,7 @@ def loader(
         num_workers=workers,
         persistent_workers=workers > 0,
         worker_init_fn=_one_thread if workers else None,
+        pin_memory=pin_memory,
     )
 
 
@@ -89,12 +92,14 @@ def predict(
     forward: Callable[[torch.Tensor], torch.Tensor],
     batches: DataLoader,
     normalize: Callable[[torch.Tensor], torch.Tensor],
+    device: Device = CPU,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(labels, logits) over a loader of uint8 batches."""
     labels, logits = [], []
     for x, y in batches:
-        x = normalize(x.contiguous(memory_format=torch.channels_last))
-        logits.append(forward(x).float())
+        x = normalize(device.put(x).contiguous(memory_format=torch.channels_last))
+        with device.autocast():
+            logits.append(forward(x).float().cpu())
         labels.append(y)
     return torch.cat(labels).numpy(), torch.cat(logits).numpy()
 

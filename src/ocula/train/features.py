@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ocula.models.device import CPU, Device
 from ocula.train.batches import loader, scores
 from ocula.storage.log import RunLog
 from ocula.train.loop import correct as count_correct
@@ -31,13 +32,15 @@ def extract(
     workers: int,
     log: RunLog,
     description: str,
+    device: Device = CPU,
 ) -> torch.Tensor:
-    """Pooled features of every image in ``dataset`` as one float32 tensor [N, F]."""
+    """Pooled features of every image in ``dataset`` as one float32 tensor [N, F] (on ``device``)."""
     out = []
     with log.progress(description, len(dataset)) as advance:
-        for x, _ in loader(dataset, batch_size, workers=workers):
-            x = normalize(x.contiguous(memory_format=torch.channels_last))
-            out.append(features(x).float())
+        for x, _ in loader(dataset, batch_size, workers=workers, pin_memory=device.pin_memory):
+            x = normalize(device.put(x).contiguous(memory_format=torch.channels_last))
+            with device.autocast():
+                out.append(features(x).float())
             advance(len(x))
     return torch.cat(out)
 
@@ -87,8 +90,8 @@ def head_epochs(
         loss_sum, correct = 0.0, 0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            x = F.dropout(views[which[idx], idx], p=drop_rate, training=True)
-            y = labels[idx]
+            x = F.dropout(views[which[idx].to(views.device), idx.to(views.device)], p=drop_rate, training=True)
+            y = labels[idx].to(views.device)
             set_lr(optimizer, step, total_steps)
             logits = classifier(x)
             loss = criterion(logits, y)
@@ -100,7 +103,7 @@ def head_epochs(
             correct += count_correct(logits, y)
         classifier.eval()
         with torch.inference_mode():
-            val_logits = classifier(val_features).numpy()
+            val_logits = classifier(val_features).float().cpu().numpy()
         record = {"train:loss": loss_sum / n, "train:accuracy": correct / n}
         record.update(scores("validation", val_labels, val_logits, top_k))
         yield epoch + 1, record, step

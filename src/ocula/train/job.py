@@ -38,6 +38,8 @@ from ocula.evaluate.metrics import calibration as calibration_of
 from ocula.evaluate.metrics import log_loss
 from ocula.evaluate.multilabel import summarize_multilabel, tune_thresholds
 from ocula.inference import Predictor
+from ocula.models.device import CPU, Device
+from ocula.models.device import resolve as resolve_device
 from ocula.inference.engines import keep_freed_memory
 from ocula.storage import RunDir, RunIndex, lease, new_run_id, read_json, read_yaml, write_json, write_yaml
 from ocula.train.batches import CachedImages, Split, cpu_budget, loader
@@ -95,6 +97,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
 
     kind, last_n = parse_mode(cfg.mode)
     get_policy(cfg.augment, 224)  # an unknown policy fails now, not after the audit
+    device = resolve_device(cfg.device)  # an absent GPU fails now too
     threads, workers = cpu_budget(cfg.threads)
     torch.set_num_threads(threads)
     keep_freed_memory()
@@ -131,8 +134,9 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         image_size=cfg.image_size, labels=classes,
     )
     size = pre.input_size
-    model.to(memory_format=torch.channels_last)  # faster convolutions on CPU, inputs match below
+    model.to(device.torch, memory_format=torch.channels_last)  # faster convolutions on CPU, inputs match below
     cache = DecodeCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), pre.resize_short_side)
+    log.line(f"device {device.describe()}" + (f", {threads} threads" if device.type == "cpu" else ""))
     log.line(f"model {cfg.model} ({weights_from}), mode {cfg.mode}, image size {size}, "
              f"{len(classes)} classes, {len(train_split)} train / {len(val_split)} validation images ({how})")
     with log.progress("decoding images once", len(train_split) + len(val_split)) as advance:
@@ -163,7 +167,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     job = Job(
         cfg=cfg, model=model, pre=pre, cache=cache, train=train_split, val=val_split, log=log,
         workers=workers, policy=get_policy(cfg.augment, size), clean=v2.CenterCrop(size),
-        criterion=criterion,
+        criterion=criterion.to(device.torch), device=device,
         sample_weights=class_weights[train_split.labels] if balance == "sampler" else None,
         deadline=began + cfg.budget_seconds if cfg.budget_seconds else None,
         from_scratch=cfg.pretrained == "none"
@@ -213,7 +217,7 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
     train_seconds = time.perf_counter() - train_began
-    torch.save(model.state_dict(), run.weights)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, run.weights)  # loads on any device
     best = {k: v for k, v in history.best.items() if k == "epoch" or k.startswith("validation:")}
     card = ModelCard.from_preprocessing(
         pre, labels=classes, arch=cfg.model, mode=cfg.mode, pretrained=weights_from,
@@ -461,6 +465,7 @@ class Job:
     sample_weights: torch.Tensor | None
     deadline: float | None
     from_scratch: bool  # batch norm must then learn its statistics
+    device: Device = CPU
     end_epoch: Callable[..., bool] = lambda *args: False
 
     def images(self, split: Split, augmented: bool) -> CachedImages:
@@ -482,7 +487,7 @@ def _head_phase(job: Job, kind: str, resume_from: dict[str, Any] | None) -> int:
 
     def extract_all(split: Split, augmented: bool, description: str) -> torch.Tensor:
         return extract(features, job.images(split, augmented), job.pre.normalize, batch_size=FEATURE_BATCH,
-                       workers=job.workers, log=log, description=description)
+                       workers=job.workers, log=log, description=description, device=job.device)
 
     train_clean = extract_all(job.train, False, "features (clean view)")
     val_features = extract_all(job.val, False, "features (validation)")
@@ -540,9 +545,10 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         sampler = WeightedRandomSampler(job.sample_weights, len(job.train), replacement=True, generator=generator)
     train_images = (CachedImages(job.cache, job.train, consistency_views(job.policy)) if cfg.consistency_weight
                     else job.images(job.train, True))
+    pin = job.device.pin_memory
     train_batches = loader(train_images, cfg.batch_size, workers=job.workers, shuffle=True,
-                           sampler=sampler, generator=generator)
-    val_batches = loader(job.images(job.val, False), FEATURE_BATCH, workers=job.workers)
+                           sampler=sampler, generator=generator, pin_memory=pin)
+    val_batches = loader(job.images(job.val, False), FEATURE_BATCH, workers=job.workers, pin_memory=pin)
     start, step = 0, 0
     if resume_from is not None:
         optimizer.load_state_dict(resume_from["optimizer"])
@@ -553,7 +559,8 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         epochs = cfg.epochs or DEFAULT_EPOCHS[kind]
         if job.deadline is not None:
             per_image = measure_step_seconds(model, train_batches, normalize=job.pre.normalize,
-                                             criterion=job.criterion, freeze_bn=not job.from_scratch)
+                                             criterion=job.criterion, freeze_bn=not job.from_scratch,
+                                             device=job.device)
             epoch_seconds = per_image * (len(job.train) + len(job.val) / 3)
             affordable = int(job.remaining() / max(epoch_seconds, 1e-9))
             if affordable < 1:
@@ -574,7 +581,7 @@ def _backbone_phase(job: Job, kind: str, last_n: int | None, num_classes: int,
         model, train_batches, val_batches, normalize=job.pre.normalize, epochs=epochs, start_epoch=start,
         optimizer=optimizer, step=step, total_steps=epochs * len(train_batches), criterion=job.criterion,
         top_k=cfg.top_k, log=log, mixer=mixer, erase=erase, consistency=cfg.consistency_weight,
-        freeze_bn=not job.from_scratch,
+        freeze_bn=not job.from_scratch, device=job.device,
     ):
         seen += len(job.train)
         if job.end_epoch("backbone", epoch, record, optimizer, step, epochs):

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ocula.models.device import CPU, Device
 from ocula.models.freeze import set_train_mode
 from ocula.train.batches import predict, scores
 from ocula.storage.log import RunLog
@@ -30,6 +31,8 @@ def train_step(
     mixer: Mixer | None = None,
     erase: Batch | None = None,
     consistency: float = 0.0,
+    device: Device = CPU,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, int]:
     """One optimiser step on a uint8 batch; returns (summed loss, correct predictions).
 
@@ -37,6 +40,7 @@ def train_step(
     photos of it, from ``PhonePhoto.views``) trains with AugMix's loss: cross-entropy on the
     first view plus ``consistency`` times the Jensen-Shannon divergence between the views'
     predictions."""
+    x, y = device.put(x), device.put(y)
     views = x.shape[1] if x.dim() == 5 else 0
     if views:
         x = x.transpose(0, 1).flatten(0, 1)  # view-major: view v is rows v*B .. (v+1)*B - 1
@@ -46,7 +50,8 @@ def train_step(
     target = y
     if mixer is not None:
         x, target = mixer(x, y)
-    logits = model(x)
+    with device.autocast():
+        logits = model(x).float()
     if views:
         groups = logits.chunk(views)
         logits = groups[0]
@@ -54,8 +59,13 @@ def train_step(
     else:
         loss = criterion(logits, target)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:  # float16 on CUDA: scale the loss so small gradients do not underflow
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return loss.item() * len(y), correct(logits, y)
 
 
@@ -96,6 +106,7 @@ def backbone_epochs(
     erase: Batch | None = None,
     consistency: float = 0.0,
     freeze_bn: bool = True,
+    device: Device = CPU,
 ) -> Iterator[tuple[int, dict[str, float], int]]:
     """Yield (epoch, record, step) after each epoch; the caller saves, logs and stops.
 
@@ -103,6 +114,7 @@ def backbone_epochs(
     a model trained from scratch must learn them, so it passes False.
     """
     n = len(train_batches.dataset)
+    scaler = device.scaler()
     for epoch in range(start_epoch, epochs):
         set_train_mode(model, freeze_bn=freeze_bn)
         loss_sum, correct, seen, began = 0.0, 0, 0, time.perf_counter()
@@ -111,14 +123,14 @@ def backbone_epochs(
                 set_lr(optimizer, step, total_steps)
                 loss, right = train_step(
                     model, x, y, optimizer=optimizer, criterion=criterion, normalize=normalize,
-                    mixer=mixer, erase=erase, consistency=consistency,
+                    mixer=mixer, erase=erase, consistency=consistency, device=device, scaler=scaler,
                 )
                 step += 1
                 loss_sum, correct, seen = loss_sum + loss, correct + right, seen + len(y)
                 advance(len(y))
         train_seconds = time.perf_counter() - began
         model.eval()
-        labels, logits = predict(model, val_batches, normalize)
+        labels, logits = predict(model, val_batches, normalize, device)
         record = {"train:loss": loss_sum / seen, "train:accuracy": correct / seen}
         record.update(scores("validation", labels, logits, top_k))
         record["train_images_per_second"] = seen / train_seconds
@@ -134,6 +146,7 @@ def measure_step_seconds(
     batches: int = 3,
     warmup: int = 2,
     freeze_bn: bool = True,
+    device: Device = CPU,
 ) -> float:
     """Seconds per training image, timed on a few forward+backward passes that change nothing.
 
@@ -151,8 +164,10 @@ def measure_step_seconds(
         images = len(y)  # a training image with its augmented views counts once
         if x.dim() == 5:  # view groups: every view goes through the model
             x, y = x.flatten(0, 1), y.repeat_interleave(x.shape[1], dim=0)
-        x = normalize(x.contiguous(memory_format=torch.channels_last))
-        loss = criterion(model(x), y)
+        x = normalize(device.put(x).contiguous(memory_format=torch.channels_last))
+        with device.autocast():
+            logits = model(x).float()
+        loss = criterion(logits, device.put(y))
         loss.backward()
         if i >= warmup:  # the first passes pay one-off allocation costs
             times.append((time.perf_counter() - began) / images)
