@@ -120,11 +120,11 @@ def main() -> None:
                     "external_drop_without": external[run.name]}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    result = {"command": shlex.join([sys.executable, *sys.argv]), "date": dt.date.today().isoformat(),
-              "cpus": os.cpu_count(), "data": args.data, "split": args.split, "shift_images": args.shift_images,
-              "external_images": args.external_images, "families": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+        result = {"command": shlex.join([sys.executable, *sys.argv]), "date": dt.date.today().isoformat(),
+                  "cpus": os.cpu_count(), "data": args.data, "split": args.split, "shift_images": args.shift_images,
+                  "external_images": args.external_images, "families": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")  # after every family: a cut-off run keeps its rows
     print(args.out)
 
 
