@@ -148,27 +148,16 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         train_split, val_split = _without(train_split, cache.failed), _without(val_split, cache.failed)
 
     multi = train_split.multi_label
-    if multi:
-        if checkpoint is None and not Path(cfg.pretrained).exists():
-            _prior_bias(model, train_split.labels)
-        balance, class_weights = "none", None
-        per_image = float(train_split.labels.sum(1).mean())
-        imbalance_note = (f"multi-label: {len(classes)} labels, {per_image:.2f} per training image on average; "
-                          "binary cross-entropy per label, thresholds tuned on validation")
-        criterion: nn.Module = nn.BCEWithLogitsLoss()
-    else:
-        counts = np.bincount(train_split.labels, minlength=len(classes))
-        balance, class_weights, imbalance_note = _imbalance(cfg, counts)
-        criterion = nn.CrossEntropyLoss(weight=class_weights if balance == "weights" else None,
-                                        label_smoothing=cfg.label_smoothing)
+    if multi and checkpoint is None and not Path(cfg.pretrained).exists():
+        _prior_bias(model, train_split.labels)
+    criterion, sample_weights, imbalance_note = _loss(cfg, train_split, len(classes))
     log.line(imbalance_note)
     history = History(patience=cfg.patience, min_epochs=cfg.min_epochs,
                       metric="validation:mAP" if multi else "validation:accuracy")
     job = Job(
         cfg=cfg, model=model, pre=pre, cache=cache, train=train_split, val=val_split, log=log,
         workers=workers, policy=get_policy(cfg.augment, size), clean=v2.CenterCrop(size),
-        criterion=criterion.to(device.torch), device=device,
-        sample_weights=class_weights[train_split.labels] if balance == "sampler" else None,
+        criterion=criterion.to(device.torch), device=device, sample_weights=sample_weights,
         deadline=began + cfg.budget_seconds if cfg.budget_seconds else None,
         from_scratch=cfg.pretrained == "none"
         or (cfg.pretrained == "default" and cfg.model not in OFFLINE_WEIGHTS),
@@ -427,6 +416,19 @@ def _split(rows: list[list[Any]], classes: int) -> Split:
     else:
         labels = np.array([r[1] for r in rows], dtype=np.int64)
     return Split(paths=[r[0] for r in rows], digests=[r[2] for r in rows], labels=labels)
+
+
+def _loss(cfg: TrainConfig, train: Split, classes: int) -> tuple[nn.Module, torch.Tensor | None, str]:
+    """(the loss, per-image sampling weights or None, the sentence the run prints about it):
+    cross-entropy weighted for imbalance, or (multi-label) binary cross-entropy per label."""
+    if train.multi_label:
+        per_image = float(train.labels.sum(1).mean())
+        return nn.BCEWithLogitsLoss(), None, (f"multi-label: {classes} labels, {per_image:.2f} per training image "
+                                              "on average; binary cross-entropy per label, thresholds tuned on validation")
+    balance, class_weights, note = _imbalance(cfg, np.bincount(train.labels, minlength=classes))
+    criterion = nn.CrossEntropyLoss(weight=class_weights if balance == "weights" else None,
+                                    label_smoothing=cfg.label_smoothing)
+    return criterion, class_weights[train.labels] if balance == "sampler" else None, note
 
 
 def _imbalance(cfg: TrainConfig, counts: np.ndarray) -> tuple[str, torch.Tensor, str]:
