@@ -21,7 +21,7 @@ from PIL import Image
 
 from ocula.errors import ImageError, UsageError
 from ocula.inference.engines import TorchEngine
-from ocula.inference.predictor import Predictor
+from ocula.inference.predictor import Predictor, above
 from ocula.models.card import ModelCard
 from ocula.storage import RunDir
 
@@ -67,13 +67,13 @@ class Explainer:
         its threshold, the top one when none is); an unusable file is its ``ImageError``."""
         found: dict[int, list[Explanation] | ImageError] = dict()
         labels, card = self.predictor.labels, self.predictor.card
-        thresholds = np.asarray(card.decision_thresholds())
+        thresholds = card.decision_thresholds()
         for batch in self.predictor.stream(sources):
             probs = batch.probabilities
             assert probs is not None
             found.update(dict(batch.failed))
-            wanted = [(i, image, row, [int(k) for k in np.argsort(-row, kind="stable") if row[k] >= thresholds[k]]
-                       if card.multi_label else []) for i, image, row in zip(batch.positions, batch.images, probs)]
+            wanted = [(i, image, row, above(row, thresholds) if card.multi_label else [])
+                      for i, image, row in zip(batch.positions, batch.images, probs)]
             pairs = [(i, image, row, k) for i, image, row, chosen in wanted for k in (chosen or [int(row.argmax())])]
             if not pairs:
                 continue

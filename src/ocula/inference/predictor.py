@@ -308,8 +308,7 @@ class Predictor:
         for batch in self.stream(paths):
             for i, row, image in zip(batch.positions, batch.probabilities, batch.prepared):  # type: ignore[arg-type]
                 order = np.argsort(-row, kind="stable")[:k]
-                chosen = ([self.labels[j] for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
-                          if self.card.multi_label else None)
+                chosen = [self.labels[j] for j in above(row, thresholds)] if self.card.multi_label else None
                 found[i] = Prediction(paths[i], [(self.labels[j], float(row[j])) for j in order],
                                       rejection=gate.why(row, image) if gate else None, chosen=chosen)
             for i, error in batch.failed:
@@ -341,12 +340,17 @@ def prediction_record(source: str, row: np.ndarray, labels: Sequence[str], k: in
     return record
 
 
+def above(row: np.ndarray, thresholds: Sequence[float]) -> list[int]:
+    """Multi-label: the classes whose probability reaches their threshold, most probable first."""
+    return [int(j) for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
+
+
 def multilabel_record(source: str, row: np.ndarray, labels: Sequence[str], thresholds: Sequence[float],
                       true_labels: Sequence[str] | None = None) -> dict[str, Any]:
     """One line of ``ocula batch`` for a multi-label model: the ``labels`` at or above their
     thresholds (most probable first) with their ``scores``, every class's ``probabilities``, and
     ``true_labels`` when known."""
-    chosen = [j for j in np.argsort(-row, kind="stable") if row[j] >= thresholds[j]]
+    chosen = above(row, thresholds)
     record: dict[str, Any] = {"source": source, "labels": [labels[j] for j in chosen],
                               "scores": [round(float(row[j]), 6) for j in chosen],
                               "probabilities": [round(float(p), 6) for p in row]}

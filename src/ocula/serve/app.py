@@ -37,6 +37,7 @@ from ocula.errors import ImageError, first_line
 from ocula.serve.batcher import Batcher
 from ocula.serve.capture import Capture
 from ocula.inference import Gate, Predictor, Prepared, cpu_count
+from ocula.inference.predictor import above
 
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time payload limit
 MAX_INSTANCES = 64
@@ -207,8 +208,7 @@ def create_app(predictor: Predictor, settings: Settings | None = None) -> FastAP
         if verbose and predictor.card.multi_label:  # independent probabilities: every label above its threshold
             thresholds = predictor.card.decision_thresholds()
             for answer, row in zip(answers, rows):
-                answer["predicted_labels"] = [predictor.labels[j] for j in np.argsort(-row, kind="stable")
-                                              if row[j] >= thresholds[j]]
+                answer["predicted_labels"] = [predictor.labels[j] for j in above(row, thresholds)]
         if explain:
             pictures = await loop.run_in_executor(decoder, _explain, settings.explainer, predictor, prepared, rows)
             for answer, picture in zip(answers, pictures):
