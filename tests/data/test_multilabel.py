@@ -83,3 +83,12 @@ def test_data_check_audits_a_multi_label_set(tmp_path: Path) -> None:
     assert "butter" in codes["label_never_trained"]["message"]
     assert "labels.csv:14" in codes["row_left_out"]["message"]
     assert "1.50 labels per image" in result.stdout and "bread+milk (3)" in result.stdout
+
+
+def test_a_multi_label_lst_row_naming_an_id_the_label_map_lacks_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "labels.txt").write_text("milk\nbread\neggs\n")  # ids 0-2; the .lst has a fourth column
+    (tmp_path / "train.lst").write_text("0\t1\t0\t0\t0\ta.jpg\n1\t0\t1\t0\t1\tb.jpg\n2\t0\t0\t1\t0\tc.jpg\n")
+    source = load_source(tmp_path / "train.lst")
+    assert source.classes == ["milk", "bread", "eggs"]
+    assert [s.names for s in source.train] == [("milk",), ("eggs",)]
+    assert source.problems == [f"{tmp_path / 'b.jpg'}: label id(s) 3 are not in the label map; left out"]
