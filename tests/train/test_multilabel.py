@@ -58,6 +58,13 @@ def test_training_detects_multi_label_and_tunes_thresholds(run):
     assert isinstance(split["train"][0][1], list)  # label indices per image
 
 
+def test_compare_shows_the_multi_label_runs_map(run, tmp_path):
+    result = run_cli("compare", str(run.path), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "comparison.json").read_text())
+    assert rows[0]["mAP"] > 0.85 and rows[0]["ece"] is None
+
+
 def test_predict_batch_and_endpoint_answer_with_several_labels(run, tmp_path):
     from tests.serve.test_server import Server
 

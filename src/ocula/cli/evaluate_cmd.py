@@ -19,7 +19,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 COLUMNS = (  # (key, header, format)
     ("run", "run", "{}"), ("augment", "augment", "{}"), ("mode", "mode", "{}"), ("split", "split", "{}"),
     ("images", "images", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("top_k_accuracy", "top-k", "{:.4f}"),
-    ("macro_f1", "macro F1", "{:.4f}"), ("ece", "ECE", "{:.4f}"),
+    ("macro_f1", "macro F1", "{:.4f}"), ("mAP", "mAP (multi-label)", "{:.4f}"), ("ece", "ECE", "{:.4f}"),
     ("shift_accuracy", "shift accuracy", "{:.4f}"), ("shift_drop", "mean drop", "{:.4f}"),
     ("hurts_most", "hurts most", "{}"),
 )

@@ -153,6 +153,8 @@ def assess(
     began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if predictor.card.multi_label:
+        if shift is not None:
+            log.warn(f"--shift {shift} is not measured for multi-label models yet; evaluating the clean images")
         return _assess_multilabel(predictor, items, run_dir=run_dir, out=out, data=data, split=split,
                                   skipped=skipped, log=log, metrics_name=metrics_name,
                                   predictions_name=predictions_name, calibration=calibration, began=began)
@@ -436,8 +438,10 @@ def compare(paths: list[str], split: str | None = None) -> list[dict[str, Any]]:
             "run": run_dir.path.name, "evaluation": str(source.parent if source.name == "metrics.json" else source),
             "model": report["model"]["arch"], "mode": report["model"]["mode"], "augment": config.get("augment"),
             "split": report["split"], "images": summary["n"], "accuracy": summary["accuracy"],
-            "top_k_accuracy": summary["top_k_accuracy"], "balanced_accuracy": summary["balanced_accuracy"],
-            "macro_f1": summary["macro"]["f1"], "ece": summary["calibration"]["ece"],
+            "top_k_accuracy": summary.get("top_k_accuracy"), "balanced_accuracy": summary.get("balanced_accuracy"),
+            "macro_f1": summary["macro"]["f1"] if "macro" in summary else summary.get("macro_f1"),
+            "ece": summary["calibration"]["ece"] if "calibration" in summary else None,
+            "mAP": summary.get("mAP"),
             "shift_accuracy": shift.get("mean_accuracy"), "shift_drop": shift.get("mean_drop"),
             "hurts_most": shift.get("hurts_most"),
         })
