@@ -10,7 +10,10 @@ product, which fills the middle of the frame. Reported: the mean share of each h
 inside the box for the predicted class and for the true class, the same for random maps of the
 heatmaps' own resolution (7 x 7 uniform noise upsampled like them: what a map that ignores the
 image scores), the share of images whose map beats the box's area, and milliseconds per image for
-prediction alone and for prediction plus explanation.
+prediction alone and for prediction plus explanation. When the ``grad-cam`` package is installed
+(``pip install grad-cam``, the reference implementation), its ``GradCAM`` on the same layer, images
+and classes is measured too: the same shares, its time, and the per-image correlation of its maps
+with ocula's.
 """
 
 from __future__ import annotations
@@ -36,6 +39,23 @@ def _box_share(maps: np.ndarray, box: float) -> np.ndarray:
     side = maps.shape[-1]
     lo, hi = round(side * (1 - box) / 2), round(side * (1 + box) / 2)
     return maps[:, lo:hi, lo:hi].sum((1, 2)) / np.maximum(maps.sum((1, 2)), 1e-12)
+
+
+def _reference(explainer: Explainer, crops: np.ndarray, classes: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The grad-cam package's GradCAM at the same feature map (the layer ending forward_features)."""
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        return None
+    model, pre = explainer.engine.model, explainer.engine.preprocessing
+    layer = model.bn2 if hasattr(model, "bn2") else list(model.children())[-2]
+    began, maps = time.perf_counter(), []
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        for i in range(0, len(crops), 16):
+            x = pre.normalize(torch.from_numpy(np.ascontiguousarray(crops[i:i + 16])))
+            maps.append(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(k)) for k in classes[i:i + 16]]))
+    return np.concatenate(maps), time.perf_counter() - began
 
 
 def main() -> None:
@@ -71,9 +91,12 @@ def main() -> None:
     coarse = torch.rand((len(crops), 1, 7, 7), generator=generator)
     random_maps = F.interpolate(coarse, size=crops.shape[-2:], mode="bilinear", align_corners=False)[:, 0].numpy()
 
+    reference = _reference(explainer, crops, predicted)
     area = round(crops.shape[-1] * args.box) ** 2 / crops.shape[-1] ** 2
     shares = {"predicted class": _box_share(heat_predicted, args.box), "true class": _box_share(heat_true, args.box),
               "random maps": _box_share(random_maps, args.box)}
+    if reference is not None:
+        shares["grad-cam package, predicted class"] = _box_share(reference[0], args.box)
     right = predicted == truth
     record = {
         "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv]),
@@ -88,6 +111,12 @@ def main() -> None:
         "ms_per_image": {"predict (PyTorch, batches of 16)": round(predict_ms, 1),
                          "explain (Grad-CAM, batches of 16)": round(explain_ms, 1)},
     }
+    if reference is not None:
+        maps, seconds = reference
+        record["ms_per_image"]["grad-cam package (batches of 16)"] = round(seconds / len(crops) * 1000, 1)
+        correlation = [float(np.corrcoef(a.ravel(), b.ravel())[0, 1]) for a, b in zip(maps, heat_predicted)]
+        record["correlation_with_grad_cam_package"] = {"mean": round(float(np.nanmean(correlation)), 4),
+                                                       "min": round(float(np.nanmin(correlation)), 4)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
