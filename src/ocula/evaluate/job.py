@@ -111,9 +111,9 @@ def evaluate(
                  if any(n in index for n in s.names)]
     else:
         known = [(s.path, index[s.label]) for s in samples if s.label in index]
-    used = {path for path, _ in known}
+    scored = {path for path, _ in known}
     skipped = [{"path": s.path, "reason": f"class {s.label!r} is not one the model was trained on"}
-               for s in samples if s.path not in used]
+               for s in samples if s.path not in scored]
     target = Path(out) if out is not None else run_dir.path / "evaluations" / (used + (f"-{shift}" if shift else "") + ("-tta" if tta else ""))
     log.line(f"evaluating {run_dir.path} on {len(known)} images ({used} split of {data})")
     return assess(predictor, known, run_dir=run_dir, out=target, data=str(data), split=used, top_k=top_k,
