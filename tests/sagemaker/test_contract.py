@@ -113,3 +113,23 @@ def test_a_spot_restart_resumes_from_checkpoints(tmp_path):
     assert "resuming the interrupted run" in result.stdout and "epoch=2 " in result.stdout
     assert "epoch=1 " not in result.stdout.split("resuming")[1]  # epoch 1 was not trained again
     assert (root / "model" / "metrics.json").exists()
+
+
+def test_lst_channels_as_the_built_in_algorithm_reads_them(tmp_path):
+    root = tmp_path / "opt-ml"
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(
+        {"epochs": "1", "num_classes": "3", "num_training_samples": "24", "use_pretrained_model": "1"}))
+    data = root / "input" / "data"
+    for channel, per_class, seed in (("train", 8, 0), ("validation", 4, 1)):
+        write_dataset(data / channel, per_class=per_class, seed=seed)
+        images = sorted((data / channel).rglob("*.png"))
+        classes = sorted({p.parent.name for p in images})
+        (data / f"{channel}_lst").mkdir()
+        (data / f"{channel}_lst" / f"{channel}.lst").write_text("".join(
+            f"{i}\t{classes.index(p.parent.name)}\t{p.relative_to(data / channel)}\n" for i, p in enumerate(images)))
+    result = run_cli("sagemaker", "train", "--root", str(root))
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "24 train / 12 validation images" in result.stdout
+    card = json.loads((root / "model" / "model" / "card.json").read_text())
+    assert card["labels"] == ["0", "1", "2"]  # .lst labels are class ids
