@@ -22,8 +22,9 @@ RootOpt = typer.Option(help="Folder of runs holding the index (index.sqlite).")
 
 @app.command("list")
 def list_runs(root: Annotated[str, RootOpt] = "runs", limit: int = 50) -> None:
-    """The most recent runs, newest first. Status: running, completed, interrupted (Ctrl-C), or dead
-    (the process ended without finishing: killed, crashed, machine restarted)."""
+    """The most recent runs, newest first. Status: running, completed, interrupted (Ctrl-C), stopped
+    (an error or a tuner's pruning ended it), or dead (the process ended without finishing: killed,
+    crashed, machine restarted)."""
     from ocula.storage import RunIndex
 
     table = Table()

@@ -202,6 +202,10 @@ def train(data: str | Path | None = None, *, resume: str | Path | None = None, q
         log.line(f"interrupted after epoch {len(history.epochs)}; continue with: ocula train --resume {run.path}")
         raise Interrupted(f"training interrupted; the last finished epoch is saved in {run.checkpoint}",
                           hint=f"continue with `ocula train --resume {run.path}`") from None
+    except BaseException:  # stopped from outside (an on_epoch callback: tuning prunes so) or failed
+        index.record(run.id, status="stopped")
+        lease.release(run.path)  # another call in this process may resume it
+        raise
 
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
