@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ocula.errors import OculaError, UsageError, first_line
+from ocula.storage import RunDir
 
 ROOT = "/opt/ml"
 ROOT_ENV = "OCULA_SAGEMAKER_ROOT"
@@ -66,6 +67,10 @@ def _bad(name: str, text: str, what: str) -> Any:
     raise UsageError(f"hyperparameter {name}={text!r} is not {what}")
 
 
+def _text(name: str, text: str) -> str:
+    return text.strip()
+
+
 def _image_shape(name: str, text: str) -> int:
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or parts[0] != "3" or parts[1] != parts[2]:
@@ -86,7 +91,7 @@ HYPERPARAMETERS: dict[str, tuple[_Map, str | None]] = {
     "image_shape": (_image_shape, "image_size"),
     "multi_label": (_flag, "multi_label"),
     "use_pretrained_model": (_flag, None),  # 1: transfer learning (finetune), 0: from scratch (full)
-    "augmentation_type": (lambda n, t: t.strip(), "augment"),
+    "augmentation_type": (_text, "augment"),
     "use_weighted_loss": (_flag, None),  # 1: class-weighted loss, 0: none
     "early_stopping": (_flag, None),  # false: patience longer than any run
     "early_stopping_min_epochs": (_whole, "min_epochs"),
@@ -95,14 +100,14 @@ HYPERPARAMETERS: dict[str, tuple[_Map, str | None]] = {
     "label_smoothing": (_number, "label_smoothing"),
     "dropout_rate": (_number, "drop_rate"),
     # accepted, with what ocula does instead said in the log
-    "num_layers": (_whole, None), "optimizer": (lambda n, t: t.strip(), None), "momentum": (_number, None),
-    "lr_scheduler_step": (lambda n, t: t, None), "lr_scheduler_factor": (_number, None),
-    "checkpoint_frequency": (_whole, None), "precision_dtype": (lambda n, t: t.strip(), None),
-    "resize": (_whole, None), "kv_store": (lambda n, t: t, None),
+    "num_layers": (_whole, None), "optimizer": (_text, None), "momentum": (_number, None),
+    "lr_scheduler_step": (_text, None), "lr_scheduler_factor": (_number, None),
+    "checkpoint_frequency": (_whole, None), "precision_dtype": (_text, None),
+    "resize": (_whole, None), "kv_store": (_text, None),
     # ocula's own, for teams that want them
-    "mode": (lambda n, t: t.strip(), "mode"), "model": (lambda n, t: t.strip(), "model"),
-    "budget": (lambda n, t: t.strip(), "budget"), "seed": (_whole, "seed"),
-    "calibrate": (lambda n, t: t.strip(), "calibrate"), "consistency": (_number, "consistency"),
+    "mode": (_text, "mode"), "model": (_text, "model"),
+    "budget": (_text, "budget"), "seed": (_whole, "seed"),
+    "calibrate": (_text, "calibrate"), "consistency": (_number, "consistency"),
 }
 _NOTES = {
     "num_layers": "ocula trains its own backbone (--model, default tf_efficientnet_lite0), not ResNet-{}",
@@ -216,10 +221,11 @@ def _train(paths: Paths, say: Callable[[str], None]) -> None:
         options["val"] = str(val)
     if (paths.data / "model").is_dir():  # incremental training from an earlier job's model artifact
         options.setdefault("pretrained", str(paths.data / "model"))
-    if (paths.run / "checkpoints" / "last.pt").exists() and not (paths.run / "metrics.json").exists():
+    previous = RunDir(paths.run)
+    if previous.checkpoint.exists() and not previous.metrics.exists():
         say(f"resuming the interrupted run in {paths.run} (managed spot training)")
         run = run_training(resume=str(paths.run))
-    elif (paths.run / "metrics.json").exists():
+    elif previous.metrics.exists():
         from ocula.train.run import Run
 
         say(f"{paths.run} already holds the finished run; copying it to {paths.model}")
