@@ -185,9 +185,7 @@ def assess(
         "model": {"arch": card.arch, "mode": card.mode, "image_size": card.input_size,
                   "pretrained": str(config.get("pretrained", ""))},
         "engine": predictor.describe(), "tta": [view.name for view in predictor.views] if predictor.tta else None,
-        "throughput": {"images": len(scored.labels), "seconds": round(seconds, 2),
-                       "images_per_second": round(len(scored.labels) / seconds, 1) if seconds else 0.0,
-                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
+        "throughput": _throughput(len(scored.labels), seconds),
         "skipped": skipped, "summary": summary, "findings": [f.to_dict() for f in findings],
         "history": history, "robustness": robustness, "calibration": calibration,
     }
@@ -301,9 +299,7 @@ def _assess_multilabel(predictor: Predictor, items: list[tuple[str, Any]], *, ru
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": {"arch": card.arch, "mode": card.mode, "image_size": card.input_size},
         "engine": predictor.describe(),
-        "throughput": {"images": len(truth), "seconds": round(seconds, 2),
-                       "images_per_second": round(len(truth) / seconds, 1) if seconds else 0.0,
-                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
+        "throughput": _throughput(len(truth), seconds),
         "skipped": skipped, "summary": summary, "history": trained.get("epochs", []),
         "calibration": calibration or trained.get("calibration"),
     }
@@ -313,6 +309,12 @@ def _assess_multilabel(predictor: Predictor, items: list[tuple[str, Any]], *, ru
              f"subset_accuracy={summary['accuracy']:.4f} on {summary['n']} images")
     log.line(f"report: {out / 'report.html'}")
     return Evaluation(out, report)
+
+
+def _throughput(images: int, seconds: float) -> dict[str, Any]:
+    return {"images": images, "seconds": round(seconds, 2),
+            "images_per_second": round(images / seconds, 1) if seconds else 0.0,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 def _thumbnail(image: np.ndarray) -> np.ndarray:
